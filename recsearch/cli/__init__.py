@@ -1,0 +1,1 @@
+"""The ``recsearch`` command line: one module per subcommand, wired in ``main``."""

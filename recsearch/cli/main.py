@@ -1,0 +1,80 @@
+"""Entry point of the ``recsearch`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from recsearch import __version__
+from recsearch.errors import RecsearchError
+
+# Each module defines register(subparsers), which adds one subcommand whose
+# parser has `handler` set as a default: a function taking the parsed namespace
+# and returning an exit status.
+COMMAND_MODULES = (
+    "recsearch.cli.ingest_cmd",
+    "recsearch.cli.generate_cmd",
+    "recsearch.cli.demo_cmd",
+)
+
+console = Console(stderr=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsearch",
+        description="Recommender AutoML: click log in, tuned embedding model and top-k endpoint out.",
+    )
+    parser.add_argument("--version", action="version", version=f"recsearch {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more detail (-v info, -vv debug)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose >= 2:
+        level = logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=verbose >= 2, markup=False)],
+        force=True,
+    )
+    if verbose < 2:
+        # Third-party libraries log a lot at INFO; keep their warnings only.
+        for name in ("lightning", "lightning.pytorch", "optuna", "faiss"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.handler(args) or 0)
+    except RecsearchError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Find the input files of a log, tell their format and scan them lazily with Polars.
+
+Every column is read as text first, so ids keep their exact spelling (leading zeros,
+UUIDs, unicode) and each value is parsed later by code that can name the row that failed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from recsearch.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("csv", "tsv", "parquet", "ndjson")
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".data": "csv",  # MovieLens u.data: the separator is sniffed
+    ".dat": "csv",  # MovieLens ratings.dat: "::" is sniffed
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+}
+# Multi-character separators come first so "::" wins over ":".
+_SEPARATOR_CANDIDATES = ("::", "\t", ",", ";", "|")
+ROW_COLUMN = "_row"
+FILE_COLUMN = "_file"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: where it is, its format, and the readable copy used for scanning."""
+
+    path: Path  # as given by the user, never modified
+    format: str
+    compressed: bool
+    readable: Path  # the file itself, or its decompressed copy in the work directory
+
+    @property
+    def display_name(self) -> str:
+        return str(self.path)
+
+
+def detect_format(path: Path, forced: str | None = None) -> tuple[str, bool]:
+    """Return (format, gzip-compressed) for a file from its name, or the forced format."""
+    name = path.name.lower()
+    compressed = name.endswith((".gz", ".gzip"))
+    if compressed:
+        name = name.rsplit(".", 1)[0]
+    if forced is not None:
+        if forced not in FORMATS:
+            raise InputError(f"unknown --format {forced!r}; expected one of {', '.join(FORMATS)}")
+        return forced, compressed
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix not in _SUFFIX_FORMATS:
+        raise InputError(
+            f"cannot tell the format of {path}: its name does not end in "
+            f"{', '.join(sorted(_SUFFIX_FORMATS))} (optionally + .gz); pass --format {{{','.join(FORMATS)}}}"
+        )
+    return _SUFFIX_FORMATS[suffix], compressed
+
+
+def list_input_files(path: Path) -> list[Path]:
+    """Return the data files at ``path``: the file itself, or the parts inside a folder."""
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    if path.is_file():
+        return [path]
+    parts = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.startswith((".", "_")) and p.name.lower() != "readme"
+    )
+    if not parts:
+        raise InputError(f"input folder {path} contains no data files")
+    return parts
+
+
+def prepare_sources(path: Path, forced_format: str | None, work_dir: Path) -> list[SourceFile]:
+    """Detect each file's format and decompress gzip files into ``work_dir`` for lazy scanning."""
+    sources = []
+    for file_path in list_input_files(path):
+        file_format, compressed = detect_format(file_path, forced_format)
+        readable = file_path
+        if compressed:
+            # Polars scans only uncompressed files lazily; streaming the gzip to disk keeps
+            # memory flat for logs far larger than RAM.
+            work_dir.mkdir(parents=True, exist_ok=True)
+            readable = work_dir / f"{len(sources):05d}-{file_path.name[: -len('.gz')]}"
+            try:
+                with gzip.open(file_path, "rb") as source, open(readable, "wb") as sink:
+                    shutil.copyfileobj(source, sink, length=1 << 22)
+            except (OSError, EOFError) as exc:
+                raise InputError(f"{file_path} is not a readable gzip file: {exc}") from exc
+        sources.append(SourceFile(file_path, file_format, compressed, readable))
+
+    formats = {s.format for s in sources}
+    if len(formats) > 1:
+        raise InputError(
+            f"input folder {path} mixes formats ({', '.join(sorted(formats))}); "
+            "keep one format per folder or pass a single file"
+        )
+    return sources
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _head_lines(path: Path, n_lines: int = 50) -> list[str]:
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    text = head.decode("utf-8", errors="replace")
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if len(head) == 1 << 16 and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut in the middle
+    return [line for line in lines if line.strip()][:n_lines]
+
+
+def sniff_separator(path: Path, default: str) -> str:
+    """Pick the separator that splits the first lines into the same number of fields."""
+    lines = _head_lines(path)
+    if not lines:
+        return default
+    for candidate in _SEPARATOR_CANDIDATES:
+        counts = {line.count(candidate) for line in lines}
+        if len(counts) == 1 and counts.pop() > 0:
+            return candidate
+    return default
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Reading options of delimited text files."""
+
+    separator: str | None = None  # None: sniffed from the first lines
+    quote_char: str | None = '"'
+    columns: tuple[str, ...] | None = None  # names for header-less files
+    comment_prefix: str | None = None
+
+
+def read_header(source: SourceFile, separator: str) -> list[str]:
+    lines = _head_lines(source.readable, n_lines=1)
+    if not lines:
+        raise InputError(f"{source.display_name} is empty")
+    return [name.strip().strip('"') for name in lines[0].lstrip("\ufeff").split(separator)]
+
+
+def scan_source(source: SourceFile, index: int, options: TextOptions) -> tuple[pl.LazyFrame, dict]:
+    """Scan one file lazily with every column as text, a row number and the file index.
+
+    Returns the frame and facts for the report (separator, header, columns found).
+    """
+    facts: dict = {"path": str(source.path), "format": source.format, "compressed": source.compressed}
+    if source.format == "parquet":
+        frame = _as_text(pl.scan_parquet(source.readable))
+        facts["header"] = True
+    elif source.format == "ndjson":
+        frame = _as_text(pl.scan_ndjson(source.readable, infer_schema_length=10_000))
+        facts["header"] = True
+    else:
+        frame, facts = _scan_text(source, options, facts)
+
+    frame = frame.with_row_index(ROW_COLUMN).with_columns(pl.lit(index, pl.UInt16).alias(FILE_COLUMN))
+    return frame, facts
+
+
+def _as_text(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Cast every column to text; datetimes become epoch microseconds so no zone is lost."""
+    casts = []
+    for name, dtype in frame.collect_schema().items():
+        if isinstance(dtype, pl.Datetime):
+            casts.append(pl.col(name).dt.epoch("us").cast(pl.String))
+        elif dtype == pl.Date:
+            casts.append(pl.col(name).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.String))
+        else:
+            casts.append(pl.col(name).cast(pl.String))
+    return frame.with_columns(casts)
+
+
+def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[pl.LazyFrame, dict]:
+    default = "\t" if source.format == "tsv" else ","
+    separator = options.separator or sniff_separator(source.readable, default)
+    separator = separator.encode().decode("unicode_escape") if separator == "\\t" else separator
+    has_header = options.columns is None
+    facts.update(separator=separator, header=has_header)
+
+    if len(separator) == 1:
+        frame = pl.scan_csv(
+            source.readable,
+            separator=separator,
+            has_header=has_header,
+            new_columns=list(options.columns) if options.columns else None,
+            infer_schema=False,
+            quote_char=options.quote_char,
+            comment_prefix=options.comment_prefix,
+            missing_columns="insert",
+            truncate_ragged_lines=False,
+        )
+        return frame, facts
+
+    # Polars needs a one-byte separator: read whole lines and split them ourselves.
+    names = list(options.columns) if options.columns else read_header(source, separator)
+    frame = pl.scan_csv(
+        source.readable,
+        separator="\x1f",
+        has_header=False,
+        new_columns=["_line"],
+        infer_schema=False,
+        quote_char=None,
+        skip_rows=0 if options.columns else 1,
+    )
+    frame = frame.select(
+        pl.col("_line").str.split_exact(separator, len(names) - 1).struct.rename_fields(names)
+    ).unnest("_line")
+    return frame, facts
