@@ -142,6 +142,7 @@ def print_ingest_summary(result) -> None:
     rows += [(f"  events dropped: {reason}", n) for reason, n in report.dropped_split_events.items() if n]
     if report.time_range:
         rows.append(("time range (UTC)", f"{report.time_range['min']} .. {report.time_range['max']}"))
+    rows += [("warning", message) for message in report.warnings]
     rows.append(("written to", str(result.out)))
     rows.append(("seconds", f"{result.seconds:.1f}"))
     console.print(Group(key_value_table("Ingestion", rows)))

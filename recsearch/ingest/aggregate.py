@@ -9,8 +9,11 @@ from recsearch.ingest.clean import EVENT, TIME, WEIGHT
 
 
 def drop_duplicate_events(events: pl.DataFrame, key: list[str]) -> tuple[pl.DataFrame, int]:
-    """Keep the first of each group of events identical on ``key``; return the count removed."""
-    unique = events.unique(subset=key, keep="first", maintain_order=True)
+    """Keep one of each group of events identical on ``key``; return the count removed.
+
+    Row order is not kept: every later step aggregates or sorts.
+    """
+    unique = events.unique(subset=key, keep="any", maintain_order=False)
     return unique, events.height - unique.height
 
 

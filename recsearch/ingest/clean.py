@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from recsearch.ingest.sources import FILE_COLUMN, ROW_COLUMN
+from recsearch.ingest.sources import EMPTY_COLUMN, FILE_COLUMN, ROW_COLUMN
 
 __all__ = ["FILE_COLUMN", "ROW_COLUMN", "ColumnMap", "CleanOptions", "canonical_frame"]
 from recsearch.ingest.timestamps import MAX_TIME, MIN_TIME, TimeFormat, parse_time
@@ -26,8 +26,11 @@ WEIGHT = "weight"
 SESSION = "session"
 REASON = "_reason"
 RAW_PREFIX = "_raw_"
+# Weights are stored as float32, so a larger value would become infinite there.
+MAX_WEIGHT = 3.4028234663852886e38
 
 # Row-level reasons, in the order they are checked: a row gets the first that applies.
+EMPTY_ROW = "empty_row"  # every field empty, as on a blank line: always dropped and counted, never an error
 NULL_USER = "null_user_id"
 NULL_ITEM = "null_item_id"
 MISSING_TIME = "missing_timestamp"
@@ -95,10 +98,12 @@ def canonical_frame(frame: pl.LazyFrame, columns: ColumnMap, options: CleanOptio
     exprs = [
         pl.col(ROW_COLUMN),
         pl.col(FILE_COLUMN),
+        pl.col(EMPTY_COLUMN),
         _null_if_blank(pl.col(columns.user)).alias(USER),
         _null_if_blank(pl.col(columns.item)).alias(ITEM),
     ]
     reasons = [
+        (pl.col(EMPTY_COLUMN), EMPTY_ROW),
         (pl.col(USER).is_null(), NULL_USER),
         (pl.col(ITEM).is_null(), NULL_ITEM),
     ]
@@ -119,7 +124,8 @@ def canonical_frame(frame: pl.LazyFrame, columns: ColumnMap, options: CleanOptio
             raw.alias(RAW_PREFIX + WEIGHT),
             raw.str.strip_chars().cast(pl.Float64, strict=False).alias("_value"),
         ]
-        reasons.append(((pl.col("_value").is_null() | ~pl.col("_value").is_finite()), BAD_WEIGHT))
+        invalid = pl.col("_value").is_null() | ~pl.col("_value").is_finite() | (pl.col("_value").abs() > MAX_WEIGHT)
+        reasons.append((invalid, BAD_WEIGHT))
 
     event_weight = pl.lit(1.0)
     if columns.event is not None:
@@ -153,4 +159,4 @@ def canonical_frame(frame: pl.LazyFrame, columns: ColumnMap, options: CleanOptio
     frame = frame.with_columns(pl.when(pl.col(REASON).is_null()).then(weight).otherwise(None).alias(WEIGHT))
     if "_value" in frame.collect_schema():
         frame = frame.drop("_value")
-    return frame
+    return frame.drop(EMPTY_COLUMN)

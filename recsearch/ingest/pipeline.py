@@ -51,6 +51,11 @@ def _collect(frame: pl.LazyFrame, what: str) -> pl.DataFrame:
     except pl.exceptions.PolarsError as exc:
         # Polars names the file and the byte offset for malformed text; pass that on.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "invalid utf-8" in first_line.lower():
+            raise InputError(
+                f"{what} is not valid UTF-8 text ({first_line}); convert it first, for example "
+                "`iconv -f latin1 -t utf-8 IN > OUT` for a Latin-1 file"
+            ) from exc
         raise InputError(
             f"failed to read {what}: {first_line}. Check the separator (--separator), quoting "
             "(--quote-char) and column names (--columns)"
@@ -94,6 +99,18 @@ def _split(config: IngestConfig, events: pl.DataFrame, pairs: pl.DataFrame, has_
     if kind == "temporal":
         return temporal(events, config.test_fraction, config.validation_fraction, config.test_cut, config.validation_cut)
     return random_split(pairs, config.test_fraction, config.validation_fraction, config.seed)
+
+
+def _warn_empty_splits(split: SplitResult, report: IngestReport) -> None:
+    """Record a warning for each held-out split that ended up empty; training can still run."""
+    for name in ("validation", "test"):
+        if getattr(split, name).height == 0:
+            dropped = {k: n for k, n in split.dropped_pairs.items() if k.startswith(name) and n}
+            message = f"the {name} split is empty"
+            if dropped:
+                message += f" ({', '.join(f'{k}: {n}' for k, n in dropped.items())} pairs dropped)"
+            report.warnings.append(message)
+            logger.warning("%s", message)
 
 
 def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> IngestResult:
@@ -149,7 +166,9 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
 
         dropped = events.filter(reasons.is_not_null()).group_by(clean.REASON).len()
         report.dropped_rows = {str(r): int(n) for r, n in dropped.sort(clean.REASON).iter_rows()}
-        good = events.filter(reasons.is_null()).drop(clean.REASON)
+        # Only the parsed columns go on: raw text and row positions were for error reports.
+        bookkeeping = [c for c in events.columns if c.startswith("_")]
+        good = events.filter(reasons.is_null()).drop(bookkeeping)
         del events, reasons
         if good.height == 0:
             raise InputError(
@@ -221,6 +240,7 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
         report.dropped_split_events = split.dropped_events
         if split.train.height == 0:
             raise InputError("the split left no training pairs; use a smaller --test-fraction / --validation-fraction")
+        _warn_empty_splits(split, report)
         report.check_accounting()
 
         stage("write")

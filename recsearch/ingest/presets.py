@@ -105,6 +105,8 @@ def resolve_column(
         hint = ""
         if available and all(_looks_like_value(name) for name in available):
             hint = " The first row looks like data, not a header: name the columns with --columns."
+        elif len(available) == 1:
+            hint = " The header was read as only one column: set the field separator with --separator."
         raise InputError(
             f"no {role} column found; columns found: {', '.join(available)}. "
             f"Name it with --{role}-col.{hint}"

@@ -6,9 +6,11 @@ UUIDs, unicode) and each value is parsed later by code that can name the row tha
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ _SUFFIX_FORMATS = {
 _SEPARATOR_CANDIDATES = ("::", "\t", ",", ";", "|")
 ROW_COLUMN = "_row"
 FILE_COLUMN = "_file"
+EMPTY_COLUMN = "_empty"  # true where every field of the row is empty, as on a blank line
 
 
 @dataclass(frozen=True)
@@ -168,16 +171,25 @@ def scan_source(source: SourceFile, index: int, options: TextOptions) -> tuple[p
     Returns the frame and facts for the report (separator, header, columns found).
     """
     facts: dict = {"path": str(source.path), "format": source.format, "compressed": source.compressed}
+    if source.format in ("csv", "tsv", "ndjson") and not _head_lines(source.readable, n_lines=1):
+        raise InputError(f"{source.display_name} is empty")
     if source.format == "parquet":
         frame = _as_text(pl.scan_parquet(source.readable))
         facts["header"] = True
     elif source.format == "ndjson":
-        frame = _as_text(pl.scan_ndjson(source.readable, infer_schema_length=10_000))
+        # Every field is read as text: a schema inferred from the first rows would fail
+        # on a later row whose id is a string where the first rows had numbers.
+        names = pl.scan_ndjson(source.readable, infer_schema_length=10_000).collect_schema().names()
+        frame = pl.scan_ndjson(source.readable, schema={name: pl.String for name in names})
         facts["header"] = True
     else:
         frame, facts = _scan_text(source, options, facts)
 
-    frame = frame.with_row_index(ROW_COLUMN).with_columns(pl.lit(index, pl.UInt16).alias(FILE_COLUMN))
+    names = frame.collect_schema().names()
+    frame = frame.with_row_index(ROW_COLUMN).with_columns(
+        pl.lit(index, pl.UInt16).alias(FILE_COLUMN),
+        pl.all_horizontal([pl.col(name).is_null() for name in names]).alias(EMPTY_COLUMN),
+    )
     return frame, facts
 
 
@@ -185,10 +197,19 @@ def _as_text(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Cast every column to text; datetimes become epoch microseconds so no zone is lost."""
     casts = []
     for name, dtype in frame.collect_schema().items():
+        column = pl.col(name)
         if isinstance(dtype, pl.Datetime):
-            casts.append(pl.col(name).dt.epoch("us").cast(pl.String))
+            casts.append(column.dt.epoch("us").cast(pl.String))
         elif dtype == pl.Date:
-            casts.append(pl.col(name).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.String))
+            casts.append(column.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.String))
+        elif dtype.is_float():
+            # Whole floats are written as integers, so an id column that pandas stored as
+            # float64 (an integer column with a missing value) gives "5", as the int column
+            # of another part does, and not "5.0".
+            whole = (column == column.round(0)) & (column.abs() < 2**53)
+            casts.append(
+                pl.when(whole).then(column.cast(pl.Int64).cast(pl.String)).otherwise(column.cast(pl.String)).alias(name)
+            )
         else:
             casts.append(pl.col(name).cast(pl.String))
     return frame.with_columns(casts)
@@ -200,6 +221,8 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
     separator = separator.encode().decode("unicode_escape") if separator == "\\t" else separator
     has_header = options.columns is None
     facts.update(separator=separator, header=has_header)
+    if options.columns is not None:
+        _check_field_count(source, separator, options.quote_char, options.columns)
 
     if len(separator) == 1:
         frame = pl.scan_csv(
@@ -213,10 +236,13 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
             missing_columns="insert",
             truncate_ragged_lines=False,
         )
+        if has_header:
+            frame = _clean_header(frame, source)
         return frame, facts
 
     # Polars needs a one-byte separator: read whole lines and split them ourselves.
     names = list(options.columns) if options.columns else read_header(source, separator)
+    _check_unique_names(names, source)
     frame = pl.scan_csv(
         source.readable,
         separator="\x1f",
@@ -226,7 +252,60 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
         quote_char=None,
         skip_rows=0 if options.columns else 1,
     )
+    # splitn leaves any extra fields, separators included, in the last column, so a
+    # line with too many fields fails to parse there instead of losing its tail.
     frame = frame.select(
-        pl.col("_line").str.split_exact(separator, len(names) - 1).struct.rename_fields(names)
+        pl.col("_line").str.splitn(separator, len(names)).struct.rename_fields(names)
     ).unnest("_line")
     return frame, facts
+
+
+def _count_fields(line: str, separator: str, quote_char: str | None) -> int:
+    if len(separator) > 1:
+        return line.count(separator) + 1
+    if quote_char is None:
+        return len(line.split(separator))
+    return len(next(csv.reader([line], delimiter=separator, quotechar=quote_char)))
+
+
+def _check_field_count(source: SourceFile, separator: str, quote_char: str | None, columns: tuple[str, ...]) -> None:
+    """Reject --columns whose count differs from the fields of the first line."""
+    lines = _head_lines(source.readable, n_lines=1)
+    if not lines:
+        return
+    first = lines[0].lstrip("\ufeff")
+    n_fields = _count_fields(first, separator, quote_char)
+    if n_fields != len(columns):
+        raise InputError(
+            f"--columns names {len(columns)} columns, but line 1 of {source.display_name} has {n_fields} "
+            f"fields ({first[:80]!r}, separator {separator!r}); give one name per field"
+        )
+
+
+def _check_unique_names(names: list[str], source: SourceFile) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                f"the header of {source.display_name} repeats the column name {name!r}; rename one of "
+                "them, or pass --columns with a name for every field"
+            )
+        seen.add(name)
+
+
+def _clean_header(frame: pl.LazyFrame, source: SourceFile) -> pl.LazyFrame:
+    """Strip spaces around header names and reject repeated names.
+
+    Polars renames a repeated name ``x`` to ``x_duplicated_0``; that rename is undone
+    here so the repetition is reported instead of silently reading the first column.
+    """
+    names = frame.collect_schema().names()
+    original = []
+    for name in names:
+        base = re.sub(r"_duplicated_\d+$", "", name)
+        original.append(base if base != name and base in names else name)
+    stripped = [name.strip() for name in original]
+    _check_unique_names(stripped, source)
+    if stripped != names:
+        frame = frame.rename(dict(zip(names, stripped, strict=True)))
+    return frame

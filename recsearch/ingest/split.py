@@ -45,6 +45,14 @@ class SplitResult:
 
 
 
+def _aggregate_by_role(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Aggregate events tagged with a split role into one pair table per split."""
+    pairs = aggregate_pairs(events, has_time=True, keys=(_ROLE, USER, ITEM))
+    tables = pairs.partition_by(_ROLE, as_dict=True, include_key=False)
+    empty = pairs.clear().drop(_ROLE)
+    return {name: tables.get((name,), empty).select(layout.INTERACTION_COLUMNS) for name in layout.SPLIT_NAMES}
+
+
 def _drop_unlearnable(result: SplitResult, strict_temporal: bool) -> None:
     """Drop held-out pairs whose item (or, if strict, user or pair) is absent from training."""
     seen_pairs = result.train.select(USER, ITEM)
@@ -102,12 +110,8 @@ def leave_last_out(events: pl.DataFrame, pairs: pl.DataFrame) -> SplitResult:
     )
     kept = tagged.filter(keep)
 
-    parts = {
-        role: aggregate_pairs(kept.filter(pl.col(_ROLE) == role), has_time=True).select(layout.INTERACTION_COLUMNS)
-        for role in layout.SPLIT_NAMES
-    }
     result = SplitResult(
-        **parts,
+        **_aggregate_by_role(kept),
         settings={"kind": "leave-last-out", "order": "first event of each (user, item) pair"},
         dropped_events={"after_user_holdout_time": tagged.height - kept.height},
     )
@@ -152,10 +156,7 @@ def temporal(
         role = pl.when(pl.col(TIME) >= test_time).then(pl.lit(TEST)).otherwise(role)
     tagged = events.with_columns(role.alias(_ROLE))
 
-    parts = {
-        name: aggregate_pairs(tagged.filter(pl.col(_ROLE) == name), has_time=True).select(layout.INTERACTION_COLUMNS)
-        for name in layout.SPLIT_NAMES
-    }
+    parts = _aggregate_by_role(tagged)
     if parts[TRAIN].height == 0:
         raise InputError(
             f"the temporal split leaves no training data: every event is at or after the "

@@ -13,7 +13,15 @@ from recsearch.ingest import clean
 from recsearch.ingest.config import IngestConfig
 from recsearch.ingest.presets import Preset, headerless_columns, resolve_column
 from recsearch.ingest.report import IngestReport
-from recsearch.ingest.sources import FILE_COLUMN, ROW_COLUMN, SourceFile, TextOptions, prepare_sources, scan_source
+from recsearch.ingest.sources import (
+    EMPTY_COLUMN,
+    FILE_COLUMN,
+    ROW_COLUMN,
+    SourceFile,
+    TextOptions,
+    prepare_sources,
+    scan_source,
+)
 from recsearch.ingest.vocab import EntityFeatures, encode_features, latest_values
 
 _REASON_TEXT = {
@@ -71,7 +79,7 @@ def open_log(sources: list[SourceFile], config: IngestConfig, preset: Preset) ->
             columns = headerless_columns(preset, source.path.name)
         options = TextOptions(separator=config.separator, quote_char=config.quote_char, columns=columns)
         frame, file_facts = scan_source(source, index, options)
-        names = [n for n in frame.collect_schema().names() if n not in (ROW_COLUMN, FILE_COLUMN)]
+        names = [n for n in frame.collect_schema().names() if n not in (ROW_COLUMN, FILE_COLUMN, EMPTY_COLUMN)]
         if available is None:
             available = names
         elif missing := [n for n in available if n not in names]:
@@ -84,7 +92,7 @@ def open_log(sources: list[SourceFile], config: IngestConfig, preset: Preset) ->
     assert available is not None
 
     column_map = _resolve_columns(config, preset, available)
-    needed = [ROW_COLUMN, FILE_COLUMN, *dict.fromkeys(
+    needed = [ROW_COLUMN, FILE_COLUMN, EMPTY_COLUMN, *dict.fromkeys(
         c for c in (column_map.user, column_map.item, column_map.time, column_map.event, column_map.weight,
                     column_map.session, *column_map.item_features, *column_map.user_features) if c
     )]
@@ -169,7 +177,7 @@ def _read_table(path, id_column: str, features: tuple[str, ...], entity: str, co
             if missing:
                 raise InputError(
                     f"{entity} table {source.path} lacks columns {missing}; columns found: "
-                    f"{', '.join(n for n in names if n not in (ROW_COLUMN, FILE_COLUMN))}. "
+                    f"{', '.join(n for n in names if n not in (ROW_COLUMN, FILE_COLUMN, EMPTY_COLUMN))}. "
                     f"Name the id column with --{entity}s-id-col"
                 )
             frames.append(frame.select(id_column, *features).collect())
