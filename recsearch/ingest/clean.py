@@ -99,8 +99,9 @@ def canonical_frame(frame: pl.LazyFrame, columns: ColumnMap, options: CleanOptio
         pl.col(ROW_COLUMN),
         pl.col(FILE_COLUMN),
         pl.col(EMPTY_COLUMN),
-        _null_if_blank(pl.col(columns.user)).alias(USER),
-        _null_if_blank(pl.col(columns.item)).alias(ITEM),
+        # Categorical ids: every later group-by and join hashes a 4-byte code, not the text.
+        _null_if_blank(pl.col(columns.user)).cast(pl.Categorical).alias(USER),
+        _null_if_blank(pl.col(columns.item)).cast(pl.Categorical).alias(ITEM),
     ]
     reasons = [
         (pl.col(EMPTY_COLUMN), EMPTY_ROW),

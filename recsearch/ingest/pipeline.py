@@ -248,11 +248,15 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
         for name in layout.SPLIT_NAMES:
             write_parquet(getattr(split, name), paths.split(name))
         write_parquet(
-            users.rename({clean.USER: layout.USER_ID}).join(user_features.table, on=layout.USER_INDEX, how="left"),
+            users.rename({clean.USER: layout.USER_ID})
+            .with_columns(pl.col(layout.USER_ID).cast(pl.String))
+            .join(user_features.table, on=layout.USER_INDEX, how="left"),
             paths.users,
         )
         write_parquet(
-            items.rename({clean.ITEM: layout.ITEM_ID}).join(item_features.table, on=layout.ITEM_INDEX, how="left"),
+            items.rename({clean.ITEM: layout.ITEM_ID})
+            .with_columns(pl.col(layout.ITEM_ID).cast(pl.String))
+            .join(item_features.table, on=layout.ITEM_INDEX, how="left"),
             paths.items,
         )
         for entity, features in (("item", item_features), ("user", user_features)):

@@ -162,7 +162,7 @@ def quarantine_rows(bad: pl.DataFrame, log: LogTable) -> pl.DataFrame:
         (pl.col(ROW_COLUMN).cast(pl.Int64)
          + pl.col(FILE_COLUMN).replace_strict(offsets, return_dtype=pl.Int64)).alias("line"),
         pl.col(clean.REASON).alias("reason"),
-        *[pl.col(c).alias(c.removeprefix(clean.RAW_PREFIX)) for c in columns],
+        *[pl.col(c).cast(pl.String).alias(c.removeprefix(clean.RAW_PREFIX)) for c in columns],
     )
 
 
@@ -214,7 +214,7 @@ def entity_features(
     log_id = log.columns.user if entity == "user" else log.columns.item
     table_id = (config.users_id_col if entity == "user" else config.items_id_col) or log_id
     table = _read_table(table_path, table_id, names, entity, config)
-    table = table.rename({table_id: id_column}).with_columns(pl.col(id_column).cast(pl.String))
+    table = table.rename({table_id: id_column}).with_columns(pl.col(id_column).cast(pl.Categorical))
     rows = table.height
     table = table.unique(subset=[id_column], keep="first", maintain_order=True)
     known = table.join(vocabulary.select(id_column), on=id_column, how="semi").height

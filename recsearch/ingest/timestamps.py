@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 MIN_TIME = pl.datetime(1970, 1, 1, time_zone="UTC")
 MAX_TIME = pl.datetime(2100, 1, 1, time_zone="UTC")
+INSPECTED_ROWS = 200_000
 _MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
 # Thresholds on the median magnitude: 1e11 seconds is the year 5138 and 1e11
 # milliseconds is 1973, so the ranges cannot overlap for dates in 1973..5138.
@@ -49,9 +50,13 @@ def unit_from_magnitude(median_abs: float) -> str:
 
 
 def inspect_time_column(frame: pl.LazyFrame, column: str, forced_unit: str | None) -> TimeFormat:
-    """Decide between epoch numbers and ISO strings from one pass over the column."""
+    """Decide between epoch numbers and ISO strings from the first rows of the column.
+
+    Reading only a sample keeps this from scanning a large log twice. Rows that do
+    not fit the form chosen here become unparseable or out-of-range rows later.
+    """
     numeric = pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
-    stats = frame.select(
+    stats = frame.head(INSPECTED_ROWS).select(
         pl.col(column).is_not_null().sum().alias("present"),
         numeric.is_not_null().sum().alias("numeric"),
         numeric.abs().median().alias("median"),
@@ -59,7 +64,8 @@ def inspect_time_column(frame: pl.LazyFrame, column: str, forced_unit: str | Non
     present, n_numeric, median = stats.row(0)
     if present == 0:
         raise InputError(
-            f"the time column {column!r} is empty in every row; drop --time-col or pass --no-time"
+            f"the time column {column!r} is empty in the first {INSPECTED_ROWS:,} rows; "
+            "drop --time-col or pass --no-time"
         )
     if n_numeric * 2 >= present:
         if forced_unit is not None:

@@ -16,11 +16,15 @@ from recsearch.ingest.clean import TIME
 
 
 def build_vocabulary(pairs: pl.DataFrame, id_column: str, index_column: str) -> pl.DataFrame:
-    """Return ``index_column``, ``id_column`` and ``n_interactions`` for every id in ``pairs``."""
+    """Return ``index_column``, ``id_column`` and ``n_interactions`` for every id in ``pairs``.
+
+    ``id_column`` keeps its type (categorical during ingestion) so the result joins
+    back onto ``pairs``; ties in frequency are ordered by the id text.
+    """
     return (
         pairs.group_by(id_column)
         .agg(pl.len().cast(pl.Int64).alias("n_interactions"))
-        .sort(["n_interactions", id_column], descending=[True, False])
+        .sort([pl.col("n_interactions"), pl.col(id_column).cast(pl.String)], descending=[True, False])
         .with_row_index(index_column)
         .with_columns(pl.col(index_column).cast(pl.Int32))
         .select(index_column, id_column, "n_interactions")
