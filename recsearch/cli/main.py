@@ -21,6 +21,7 @@ from recsearch.errors import RecsearchError
 COMMAND_MODULES = (
     "recsearch.cli.ingest_cmd",
     "recsearch.cli.generate_cmd",
+    "recsearch.cli.train_cmd",
     "recsearch.cli.demo_cmd",
 )
 

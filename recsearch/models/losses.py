@@ -1,0 +1,112 @@
+"""Training objectives of the two-tower model, computed on whole batches.
+
+Dimension legend: B batch, K negatives per example, D embedding dimension, I items.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from recsearch.models.config import LossConfig
+from recsearch.models.two_tower import TwoTowerModel
+
+
+class Batch(NamedTuple):
+    """A batch of positive (user, item) pairs with the user's history before each pair."""
+
+    user: torch.Tensor  # (B,) int64
+    item: torch.Tensor  # (B,) int64
+    weight: torch.Tensor | None = None  # (B,) float32 example weight, None for 1
+    history: torch.Tensor | None = None  # (B, N) int64 item indices, left-padded
+    history_mask: torch.Tensor | None = None  # (B, N) bool, True where history holds an item
+
+
+def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Draw items uniformly in one call.
+
+    NOTE: a draw can hit one of the user's own positives; with thousands of items
+    this is rare and is accepted as label noise, as most BPR implementations do.
+    """
+    return torch.randint(0, n_items, shape, device=device)
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum()
+
+
+def bpr_loss(positive: torch.Tensor, negative: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """-log sigmoid(positive - negative), averaged over the (B, K) pairs."""
+    per_example = -F.logsigmoid(positive.unsqueeze(1) - negative).mean(dim=1)  # (B,)
+    return _weighted_mean(per_example, weight)
+
+
+def sampled_softmax_loss(
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor,
+    item: torch.Tensor,
+    *,
+    log_probability: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax cross-entropy where the other items of the batch are the negatives.
+
+    A popular item appears as an in-batch negative more often than a rare one; subtracting
+    each item's log sampling probability (logQ correction, Yi et al., RecSys 2019) removes
+    that bias. Other rows holding the same item as the positive are masked out.
+    """
+    logits = user_vectors @ item_vectors.T  # (B, B)
+    if log_probability is not None:
+        logits = logits - log_probability[item].unsqueeze(0)
+    same_item = item.unsqueeze(0) == item.unsqueeze(1)  # (B, B)
+    same_item.fill_diagonal_(False)
+    logits = logits.masked_fill(same_item, torch.finfo(logits.dtype).min)
+    target = torch.arange(item.shape[0], device=item.device)
+    per_example = F.cross_entropy(logits, target, reduction="none")  # (B,)
+    return _weighted_mean(per_example, weight)
+
+
+def full_softmax_loss(
+    user_vectors: torch.Tensor, catalogue_vectors: torch.Tensor, item: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax cross-entropy over every item of the catalogue."""
+    logits = user_vectors @ catalogue_vectors.T  # (B, I)
+    per_example = F.cross_entropy(logits, item, reduction="none")  # (B,)
+    return _weighted_mean(per_example, weight)
+
+
+def compute_loss(
+    model: TwoTowerModel,
+    batch: Batch,
+    config: LossConfig,
+    *,
+    item_log_probability: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the batch's training loss under ``config``.
+
+    ``item_log_probability`` (I,) is the log of each item's share of the training
+    pairs, used by sampled softmax with popularity correction.
+    """
+    users = model.user_vectors(batch.user, batch.history, batch.history_mask)  # (B, D)
+
+    if config.kind == "bpr":
+        negatives = sample_negatives(model.n_items, (batch.item.shape[0], config.n_negatives), batch.item.device)
+        items = model.item_vectors(torch.cat([batch.item.unsqueeze(1), negatives], dim=1).reshape(-1))
+        items = items.view(batch.item.shape[0], config.n_negatives + 1, -1)  # (B, 1 + K, D)
+        scores = (users.unsqueeze(1) * items).sum(-1)  # (B, 1 + K)
+        return bpr_loss(scores[:, 0], scores[:, 1:], batch.weight)
+
+    if config.kind == "sampled_softmax":
+        log_probability = item_log_probability if config.popularity_correction else None
+        if config.popularity_correction:
+            assert log_probability is not None, "popularity correction needs item_log_probability"
+        return sampled_softmax_loss(
+            users, model.item_vectors(batch.item), batch.item, log_probability=log_probability, weight=batch.weight
+        )
+
+    catalogue = model.item_vectors(torch.arange(model.n_items, device=batch.item.device))  # (I, D)
+    return full_softmax_loss(users, catalogue, batch.item, batch.weight)
