@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "recsearch.cli.ingest_cmd",
     "recsearch.cli.generate_cmd",
     "recsearch.cli.train_cmd",
+    "recsearch.cli.search_cmd",
     "recsearch.cli.demo_cmd",
 )
 

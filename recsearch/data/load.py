@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,24 @@ class Interactions:
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
+
+    @classmethod
+    def concat(cls, *tables: "Interactions") -> "Interactions":
+        """Stack tables of disjoint pairs (the splits of one dataset) into one."""
+        times = [t.last_time for t in tables]
+        return cls(
+            user=np.concatenate([t.user for t in tables]),
+            item=np.concatenate([t.item for t in tables]),
+            weight=np.concatenate([t.weight for t in tables]),
+            n_events=np.concatenate([t.n_events for t in tables]),
+            last_time=None if any(t is None for t in times) else np.concatenate(times),
+        )
+
+    def head(self, n: int) -> "Interactions":
+        return Interactions(
+            self.user[:n], self.item[:n], self.weight[:n], self.n_events[:n],
+            None if self.last_time is None else self.last_time[:n],
+        )
 
     def user_items(self, n_users: int, n_items: int) -> "CsrMatrix":
         """Return the user-by-item matrix of these pairs (users are rows, values are weights)."""
@@ -84,6 +102,20 @@ class Dataset:
     @property
     def has_timestamps(self) -> bool:
         return bool(self.manifest["has_timestamps"])
+
+    def merged(self, include_test: bool = False) -> "Dataset":
+        """Return a copy whose training split also holds validation (and test), for a refit.
+
+        The merged splits are emptied, so nothing is validated or tested twice.
+        """
+        parts = [self.train, self.validation] + ([self.test] if include_test else [])
+        empty = self.validation.head(0)
+        return replace(
+            self,
+            train=Interactions.concat(*parts),
+            validation=empty,
+            test=self.test.head(0) if include_test else self.test,
+        )
 
     def split(self, name: str) -> Interactions:
         if name not in layout.SPLIT_NAMES:

@@ -92,12 +92,39 @@ def build_trainer(
     devices: int | str = 1,
     num_nodes: int = 1,
     enable_progress_bar: bool = False,
-) -> tuple[pl.Trainer, ModelCheckpoint, _MetricHistory]:
+    select_best: bool = True,
+) -> tuple[pl.Trainer, ModelCheckpoint | None, _MetricHistory]:
     """Return a Trainer with early stopping and best-checkpoint saving on ``val_ndcg@10``.
+
+    With ``select_best=False`` the Trainer runs exactly ``max_epochs`` epochs with no
+    validation, checkpoint or early stopping, as a refit on all data needs.
 
     More than one device or node selects Lightning's DDP strategy (NCCL on GPUs, gloo
     on CPUs). GPUs train in bf16 mixed precision, CPUs in float32.
     """
+    history = _MetricHistory()
+    distributed = (isinstance(devices, int) and devices > 1) or num_nodes > 1
+    common = dict(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if distributed else "auto",
+        precision="bf16-mixed" if _uses_gpu(accelerator) else "32-true",
+        max_epochs=config.train.max_epochs,
+        reload_dataloaders_every_n_epochs=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+        deterministic=False,
+        default_root_dir=run_dir,
+    )
+    if not select_best:
+        trainer = pl.Trainer(
+            callbacks=[history, *callbacks], limit_val_batches=0, enable_checkpointing=False, **common
+        )
+        return trainer, None, history
+
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -107,25 +134,8 @@ def build_trainer(
         save_weights_only=True,
         enable_version_counter=False,
     )
-    history = _MetricHistory()
     stopping = EarlyStopping(monitor=MONITOR, mode="max", patience=config.train.patience)
-    distributed = (isinstance(devices, int) and devices > 1) or num_nodes > 1
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy="ddp" if distributed else "auto",
-        precision="bf16-mixed" if _uses_gpu(accelerator) else "32-true",
-        max_epochs=config.train.max_epochs,
-        callbacks=[checkpoint, stopping, history, *callbacks],
-        reload_dataloaders_every_n_epochs=1,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_progress_bar=enable_progress_bar,
-        enable_model_summary=False,
-        deterministic=False,
-        default_root_dir=run_dir,
-    )
+    trainer = pl.Trainer(callbacks=[checkpoint, stopping, history, *callbacks], **common)
     return trainer, checkpoint, history
 
 
@@ -140,12 +150,17 @@ def train_model(
     num_nodes: int = 1,
     evaluate_test: bool = True,
     enable_progress_bar: bool = False,
+    select_best: bool = True,
 ) -> TrainResult:
     """Train ``config`` on ``dataset`` and write the run directory; return its metrics.
 
     ``callbacks`` are added to the Trainer's own (an Optuna pruning callback watching
     ``TrainResult.monitor``, for example). The best epoch's weights by ``val_ndcg@10``
     are kept, then ranked on validation and, with ``evaluate_test``, on test.
+
+    ``select_best=False`` is the refit mode: exactly ``config.train.max_epochs`` epochs
+    with no validation, and the final weights are kept. The dataset's validation
+    split may then be empty (train on train plus validation by merging them first).
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
@@ -178,22 +193,29 @@ def train_model(
         devices=devices,
         num_nodes=num_nodes,
         enable_progress_bar=enable_progress_bar,
+        select_best=select_best,
     )
 
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - started
-    best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    best_score = None
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        best_score = float(checkpoint.best_model_score)
     best_epoch = _best_epoch(history.epochs, best_score)
     if not trainer.is_global_zero:
         return TrainResult(run_dir, MONITOR, best_score, best_epoch, trainer.current_epoch, train_seconds, is_global_zero=False)
 
-    if checkpoint.best_model_path:
+    if checkpoint is not None and checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     network = module.network.cpu().eval()
 
-    validation_metrics = evaluate_split(TwoTowerScorer(network, validation_history), validation, ks=DEFAULT_KS).summary()
+    validation_metrics: dict[str, float] = {}
+    if select_best and len(dataset.validation):
+        validation_metrics = evaluate_split(
+            TwoTowerScorer(network, validation_history), validation, ks=DEFAULT_KS
+        ).summary()
     test_metrics: dict[str, float] = {}
     if evaluate_test and len(dataset.test):
         test = evaluation_split(dataset, "test")

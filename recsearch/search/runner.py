@@ -1,0 +1,296 @@
+"""Run an architecture search: Optuna proposes configurations, Lightning trains them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from recsearch.data import Dataset, load_dataset
+from recsearch.errors import InputError
+from recsearch.models import estimate_size
+from recsearch.search import study as study_tools
+from recsearch.search.leaderboard import pareto_front, select_winner, write_leaderboard
+from recsearch.search.refit import RefitResult, refit_winner
+from recsearch.search.space import SearchSpace, default_space, load_space
+from recsearch.search.suggest import suggest_config
+from recsearch.train import MONITOR, catalog_schema, train_model
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("ndcg", "params", "bytes")
+_SIZE_ATTRIBUTES = {"params": "n_parameters", "bytes": "serving_bytes"}
+SEARCH_FILE = "search.json"
+TRIALS_DIR = "trials"
+WINNER_DIR = "winner"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budget, storage, sampler and selection rule of one search."""
+
+    n_trials: int | None = 20  # finished (complete or pruned) trials the study should reach
+    timeout: float | None = None  # seconds for this invocation; None: no limit
+    storage: str | None = None  # SQLAlchemy URL; None: SQLite inside RUN_DIR
+    study_name: str = "recsearch"
+    space_file: Path | None = None
+    objectives: tuple[str, ...] = ("ndcg",)
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    seed: int = 0
+    select: str = "best"
+    tolerance: float = 0.01  # relative NDCG tolerance of select="smallest-within"
+    max_epochs: int | None = None  # overrides the space's train.max_epochs
+    keep_trial_weights: bool = False  # keep every trial's checkpoint, not only the winner's
+    refit: bool = True  # retrain the winner on train + validation and score it on test
+    final_model: bool = True  # also retrain on every interaction, for export
+    baselines: bool = True  # score the baselines on test beside the winner
+    heartbeat_seconds: int = study_tools.HEARTBEAT_SECONDS
+    grace_seconds: int = study_tools.GRACE_SECONDS  # silence after which a running trial is failed
+
+    def __post_init__(self) -> None:
+        if self.n_trials is None and self.timeout is None:
+            raise InputError("a search needs a budget: give --trials, --timeout or both")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise InputError(f"--trials must be at least 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise InputError(f"--timeout must be positive, got {self.timeout}")
+        if not self.objectives or self.objectives[0] != "ndcg" or len(self.objectives) > 2:
+            raise InputError(
+                f"invalid --objective {','.join(self.objectives)}; use ndcg, ndcg,params or ndcg,bytes"
+            )
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown:
+            raise InputError(f"unknown objectives {unknown}; expected some of {', '.join(OBJECTIVES)}")
+        if self.heartbeat_seconds < 1 or self.grace_seconds <= self.heartbeat_seconds:
+            raise InputError(
+                f"the grace period ({self.grace_seconds} s) must exceed the heartbeat interval "
+                f"({self.heartbeat_seconds} s, at least 1)"
+            )
+        if not 0.0 <= self.tolerance < 1.0:
+            raise InputError(f"the smallest-within tolerance must be within [0, 1), got {self.tolerance}")
+
+
+@dataclass
+class SearchResult:
+    """Output of a search: the study, its counts and the chosen trial."""
+
+    run_dir: Path
+    study_name: str
+    storage: str  # with any password masked
+    counts: dict[str, int]
+    winner_number: int
+    winner_value: float
+    winner_config: dict[str, Any]
+    seconds: float
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    refit: RefitResult | None = None
+
+
+def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
+    space = default_space(tuple(dataset.item_features), dataset.n_items)
+    if config.space_file is not None:
+        space = load_space(config.space_file, space)
+    if config.max_epochs is not None:
+        space = space.with_overrides({}, {"train.max_epochs": config.max_epochs})
+    unknown = [
+        p.split(".")[3] for p in [*space.params, *space.fixed]
+        if p.startswith("model.item_tower.features.") and p.split(".")[3] not in dataset.item_features
+    ]
+    if unknown:
+        raise InputError(
+            f"the search space names item features {sorted(set(unknown))} that the dataset lacks; "
+            f"it has: {', '.join(dataset.item_features) or 'none'}"
+        )
+    return space
+
+
+def _objective(
+    dataset: Dataset, space: SearchSpace, config: SearchConfig, run_dir: Path
+) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    schema = catalog_schema(dataset)
+    multi = len(config.objectives) > 1
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        run_config = suggest_config(trial, space)
+        size = estimate_size(run_config.model, schema)
+        trial.set_user_attr("n_parameters", size.n_parameters)
+        trial.set_user_attr("serving_bytes", size.serving_bytes)
+
+        callbacks = [] if multi else [PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
+        trial_dir = run_dir / TRIALS_DIR / f"trial-{trial.number:05d}"
+        try:
+            result = train_model(dataset, run_config, trial_dir, callbacks=callbacks, evaluate_test=False)
+        except optuna.TrialPruned:
+            shutil.rmtree(trial_dir, ignore_errors=True)
+            raise
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.n_epochs)
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        trial.set_user_attr("validation", result.validation_metrics)
+        trial.set_user_attr("run_dir", str(trial_dir))
+        if result.best_score is None or not math.isfinite(result.best_score):
+            raise RuntimeError(f"trial {trial.number} produced no finite {MONITOR}")
+        if multi:
+            return result.best_score, float(trial.user_attrs[_SIZE_ATTRIBUTES[config.objectives[1]]])
+        return result.best_score
+
+    return objective
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    counts = {state.name.lower(): 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    for trial in study.get_trials(deepcopy=False):
+        key = trial.state.name.lower()
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def open_study(config: SearchConfig, run_dir: Path, n_startup_trials: int, max_epochs: int) -> optuna.Study:
+    url = study_tools.storage_url(config.storage, run_dir)
+    storage = study_tools.open_storage(url, config.heartbeat_seconds, config.grace_seconds)
+    directions = ["maximize"] + (["minimize"] if len(config.objectives) > 1 else [])
+    try:
+        existing = optuna.load_study(study_name=config.study_name, storage=storage)
+        n_existing = len(existing.trials)
+        if list(existing.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+            raise InputError(
+                f"study {config.study_name!r} in {study_tools.masked_url(url)} was created with other objectives; "
+                "use the same --objective or another --study-name"
+            )
+    except KeyError:
+        n_existing = 0
+    seed = study_tools.worker_seed(config.seed, config.storage is not None, n_existing)
+    sampler = study_tools.make_sampler(config.sampler, len(directions), seed, n_startup_trials)
+    pruner = study_tools.make_pruner(config.pruner, max_epochs)
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions,
+        load_if_exists=True,
+    )
+
+
+TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def run_search(
+    data_dir: str | Path, run_dir: str | Path, config: SearchConfig, on_trial: TrialCallback | None = None
+) -> SearchResult:
+    """Search configurations on ``data_dir`` until the budget is spent; write results into ``run_dir``.
+
+    Running it again on the same ``run_dir`` (or storage and study name) continues the
+    study. ``on_trial`` is called after each trial of this process, for progress display.
+    """
+    started = time.perf_counter()
+    dataset = load_dataset(data_dir)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    space = build_space(dataset, config)
+    max_epochs = int(space.fixed.get("train.max_epochs", 20))
+    n_startup = max(3, min(10, (config.n_trials or 30) // 3))
+    study = open_study(config, run_dir, n_startup, max_epochs)
+    study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
+    study.set_user_attr("space", space.to_json())
+
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished_states))
+    stopped_early = False
+    with study_tools.StopRequest() as stop:
+        if config.n_trials is None or done < config.n_trials:
+            callbacks: list[Callable] = [stop.callback] + ([on_trial] if on_trial else [])
+            if config.n_trials is not None:
+                # Counted over the whole study, so resumed runs and other workers add up.
+                callbacks.append(MaxTrialsCallback(config.n_trials, states=finished_states))
+            study.optimize(
+                _objective(dataset, space, config, run_dir),
+                timeout=config.timeout,
+                callbacks=callbacks,
+                gc_after_trial=True,
+                catch=(RuntimeError, InputError, ValueError),
+            )
+        else:
+            logger.info("study %r already has %d finished trials; nothing to run", config.study_name, done)
+        stopped_early = stop.requested.is_set()
+
+    write_leaderboard(study, run_dir)
+    winner = select_winner(study, config.select, config.tolerance)
+    has_weights = _keep_winner(study, winner, run_dir, config.keep_trial_weights)
+    refit = None
+    if config.refit and has_weights:
+        refit = refit_winner(
+            dataset, run_dir, run_dir / WINNER_DIR, winner.user_attrs.get("best_epoch"),
+            final=config.final_model, baselines=config.baselines,
+        )
+    front = [asdict(p) for p in pareto_front(study)] if len(config.objectives) > 1 else []
+    result = SearchResult(
+        run_dir=run_dir,
+        study_name=config.study_name,
+        storage=study_tools.masked_url(study_tools.storage_url(config.storage, run_dir)),
+        counts=_counts(study),
+        winner_number=winner.number,
+        winner_value=float(winner.values[0]),
+        winner_config=winner.user_attrs["config"],
+        seconds=time.perf_counter() - started,
+        pareto=front,
+        stopped_early=stopped_early,
+        refit=refit,
+    )
+    summary = {
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items() if k != "refit"},
+        "objectives": list(config.objectives),
+        "select": {"rule": config.select, "tolerance": config.tolerance},
+        "sampler": config.sampler,
+        "pruner": config.pruner,
+        "winner": {
+            "number": winner.number,
+            "params": winner.params,
+            "values": winner.values,
+            "best_epoch": winner.user_attrs.get("best_epoch"),
+            "validation": winner.user_attrs.get("validation"),
+            "n_parameters": winner.user_attrs.get("n_parameters"),
+            "serving_bytes": winner.user_attrs.get("serving_bytes"),
+        },
+    }
+    (run_dir / SEARCH_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    logger.info("search done: %s; winner trial %d with %s %.4f", result.counts, winner.number, MONITOR, result.winner_value)
+    return result
+
+
+def _keep_winner(study: optuna.Study, winner: optuna.trial.FrozenTrial, run_dir: Path, keep_all: bool) -> bool:
+    """Copy the winner's run directory to RUN_DIR/winner and drop the other trials' checkpoints.
+
+    Returns whether the winner's weights are on this machine.
+    """
+    source = Path(winner.user_attrs.get("run_dir", ""))
+    target = run_dir / WINNER_DIR
+    if source.is_dir():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.ckpt", "checkpoints", "lightning_logs"))
+        (target / "trial.json").write_text(
+            json.dumps({"number": winner.number, "params": winner.params, "values": winner.values}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+    else:
+        # Another worker on another machine ran the winner: its weights are there, not here.
+        logger.warning("winner trial %d ran elsewhere (%s); its weights are not here", winner.number, source)
+    if not keep_all:
+        for checkpoint in (run_dir / TRIALS_DIR).glob("*/**/*.ckpt"):
+            checkpoint.unlink(missing_ok=True)
+    return source.is_dir()

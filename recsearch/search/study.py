@@ -1,0 +1,135 @@
+"""Optuna study plumbing: storage, samplers, pruners and the stop-after-this-trial signal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import warnings
+from pathlib import Path
+from types import FrameType
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+from recsearch.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "nsga2")
+PRUNERS = ("hyperband", "median", "none")
+STUDY_FILE = "study.db"
+# A worker whose trial has not beaten for GRACE_SECONDS is taken as dead: the trial
+# is failed and retried up to MAX_RETRIES times with the same parameters.
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+MAX_RETRIES = 2
+
+
+def storage_url(storage: str | None, run_dir: Path) -> str:
+    return storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+
+
+def masked_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ***, for logs and reports."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, grace_seconds: int = GRACE_SECONDS) -> RDBStorage:
+    """Open an RDB storage with heartbeats, so trials of killed workers are failed and retried."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_seconds,
+            grace_period=grace_seconds,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRIES),
+        )
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise InputError(
+            f"cannot open study storage {masked_url(url)}: {exc}. For PostgreSQL install a driver: "
+            "pip install 'recsearch[postgres]'"
+        ) from exc
+    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
+        raise InputError(f"cannot open study storage {masked_url(url)}: {exc}") from exc
+
+
+def make_sampler(name: str, n_objectives: int, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise InputError(f"invalid sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        if n_objectives < 2:
+            raise InputError("the nsga2 sampler needs two objectives, e.g. --objective ndcg,bytes")
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # Multivariate TPE with grouping models parameters jointly and handles conditional
+    # ones (history length exists only with a history encoder); it covers several
+    # objectives too.
+    with warnings.catch_warnings():
+        # group and constant_liar are marked experimental in Optuna 4 and 5.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            multivariate=True, group=True, seed=seed, n_startup_trials=n_startup_trials, constant_liar=True
+        )
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name not in PRUNERS:
+        raise InputError(f"invalid pruner {name!r}; expected one of {', '.join(PRUNERS)}")
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def worker_seed(seed: int, shared_storage: bool, n_existing_trials: int) -> int:
+    """Return the sampler seed of this worker.
+
+    A resumed study gets a new seed so its random draws do not repeat the first run's.
+    Workers sharing a remote study add their process id, so two workers started at
+    the same moment do not propose the same first configurations.
+    """
+    offset = n_existing_trials
+    if shared_storage:
+        offset += os.getpid()
+    return (seed + offset) % (2**32)
+
+
+class StopRequest:
+    """Turn SIGINT and SIGTERM into a request to stop after the running trial.
+
+    A second SIGINT interrupts at once. The previous handlers come back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested.set()
+        logger.warning("received %s: finishing the running trial, then stopping", signal.Signals(signum).name)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.requested.is_set():
+            study.stop()

@@ -1,0 +1,93 @@
+"""Turn an Optuna trial into a valid training configuration drawn from a search space."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from pydantic import ValidationError
+
+from recsearch.errors import InputError
+from recsearch.models.config import format_validation_error
+from recsearch.search.space import Param, SearchSpace
+from recsearch.train import RunConfig
+
+Values = dict[str, Any]
+_FEATURE_PREFIX = "model.item_tower.features."
+
+# A parameter whose path is a key here is suggested only when the predicate is true for
+# the values suggested or fixed before it. Otherwise the configuration default applies.
+_CONDITIONS: dict[str, Callable[[Values], bool]] = {
+    "model.user_tower.history_length": lambda v: v.get("model.user_tower.history", "none") != "none",
+    "model.user_tower.use_user_id": lambda v: v.get("model.user_tower.history", "none") != "none",
+    "model.user_tower.recency_decay": lambda v: v.get("model.user_tower.history") == "recency",
+    "model.embeddings.tier_dim_ratio": lambda v: v.get("model.embeddings.n_frequency_tiers", 1) > 1,
+    "model.temperature": lambda v: bool(v.get("model.l2_normalize", False)),
+    "model.loss.n_negatives": lambda v: v.get("model.loss.kind", "bpr") == "bpr",
+    "model.loss.popularity_correction": lambda v: v.get("model.loss.kind") == "sampled_softmax",
+}
+for _tower in ("user_tower", "item_tower"):
+    for _field in ("width", "activation", "dropout", "norm"):
+        _CONDITIONS[f"model.{_tower}.mlp.{_field}"] = (
+            lambda v, t=_tower: v.get(f"model.{t}.mlp.depth", 0) > 1
+        )
+
+
+def is_active(path: str, values: Values) -> bool:
+    condition = _CONDITIONS.get(path)
+    return condition is None or condition(values)
+
+
+def _suggest_one(trial: optuna.Trial, path: str, param: Param) -> Any:
+    if param.kind == "categorical":
+        return trial.suggest_categorical(path, list(param.choices))
+    if param.kind == "int":
+        return trial.suggest_int(path, int(param.low), int(param.high), log=param.log, step=param.step or 1)
+    return trial.suggest_float(path, float(param.low), float(param.high), log=param.log)
+
+
+def sample_values(trial: optuna.Trial, space: SearchSpace) -> Values:
+    """Suggest every active parameter of ``space``; fixed values are included as they are."""
+    values: Values = dict(space.fixed)
+    for path, param in space.params.items():
+        if is_active(path, values):
+            values[path] = _suggest_one(trial, path, param)
+    return {path: value for path, value in values.items() if is_active(path, values)}
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"search space path {path!r} goes through a value that is not a table")
+    node[leaf] = value
+
+
+def build_config(values: Values) -> RunConfig:
+    """Build the training configuration from flat dotted values, with clear errors."""
+    tree: dict[str, Any] = {}
+    features: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        if path.startswith(_FEATURE_PREFIX):
+            name, _, field_name = path[len(_FEATURE_PREFIX):].rpartition(".")
+            if not name:
+                raise InputError(f"search space path {path!r} must look like {_FEATURE_PREFIX}NAME.dim")
+            features.setdefault(name, {"name": name})[field_name] = value
+        else:
+            _set(tree, path, value)
+    if features:
+        _set(tree, "model.item_tower.features", list(features.values()))
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise InputError(f"the search space gives an invalid configuration:\n{format_validation_error(exc)}") from exc
+
+
+def suggest_config(trial: optuna.Trial, space: SearchSpace) -> RunConfig:
+    """Suggest a configuration for ``trial`` and record it in the trial's attributes."""
+    config = build_config(sample_values(trial, space))
+    trial.set_user_attr("config", config.model_dump(mode="json"))
+    return config

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from recsearch.errors import InputError
+from recsearch.search import build_config, default_space, load_space, suggest_config
+
+
+def test_every_suggestion_is_valid():
+    space = default_space(("category", "brand"), n_items=1_000)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    for _ in range(200):
+        trial = study.ask()
+        config = suggest_config(trial, space)
+        names = {f.name for f in config.model.item_tower.features}
+        assert names == {"category", "brand"}
+        study.tell(trial, 0.0)
+
+
+def test_conditional_params_only_when_active():
+    space = default_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), direction="maximize")
+    for _ in range(100):
+        trial = study.ask()
+        suggest_config(trial, space)
+        params = trial.params
+        if params["model.loss.kind"] != "bpr":
+            assert "model.loss.n_negatives" not in params
+        if params["model.user_tower.history"] == "none":
+            assert "model.user_tower.history_length" not in params
+        if not params["model.l2_normalize"]:
+            assert "model.temperature" not in params
+        study.tell(trial, 0.0)
+
+
+def test_space_file_overrides(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(
+        '[params."model.embedding_dim"]\nlow = 8\nhigh = 32\nlog = true\n\n[fixed]\n"model.loss.kind" = "bpr"\n',
+        encoding="utf-8",
+    )
+    space = load_space(path, default_space())
+    assert space.params["model.embedding_dim"].kind == "int"
+    assert space.params["model.embedding_dim"].high == 32
+    assert "model.loss.kind" not in space.params
+    assert space.fixed["model.loss.kind"] == "bpr"
+
+
+def test_yaml_space_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  train.learning_rate: {low: 0.001, high: 0.01, log: true}\n", encoding="utf-8")
+    space = load_space(path, default_space())
+    assert space.params["train.learning_rate"].kind == "float"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[params."model.embedding_dim"]\nlow = 64\nhigh = 8\n', "low=64.0 must not exceed high=8.0|low=64 must not exceed high=8"),
+        ('[params."model.embedding_dim"]\nlow = 0\nhigh = 8\nlog = true\n', "log-scale range needs low > 0"),
+        ('[params."embedding_dim"]\nchoices = [8]\n', "must be a dotted path starting with model. or train."),
+        ('[params."model.embedding_dim"]\nlo = 8\n', r"unknown keys \['lo'\]"),
+        ("[grid]\n", r"unknown sections \['grid'\]"),
+        ('[params."model.embedding_dim"]\nchoices = []\n', "choices must be a non-empty list"),
+    ],
+)
+def test_invalid_space_file(tmp_path, text, message):
+    path = tmp_path / "space.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_space(path, default_space())
+
+
+def test_invalid_combination_named():
+    with pytest.raises(InputError, match="temperature"):
+        build_config({"model.temperature": 0.5, "model.l2_normalize": False})
+
+
+def test_feature_dims_build_feature_list():
+    config = build_config({"model.item_tower.features.brand.dim": 7})
+    assert [(f.name, f.dim) for f in config.model.item_tower.features] == [("brand", 7)]
