@@ -110,12 +110,24 @@ class Dataset:
         """
         parts = [self.train, self.validation] + ([self.test] if include_test else [])
         empty = self.validation.head(0)
+        splits = ["train", "validation"] + (["test"] if include_test else [])
         return replace(
             self,
+            manifest={**self.manifest, "training_splits": splits},
             train=Interactions.concat(*parts),
             validation=empty,
             test=self.test.head(0) if include_test else self.test,
         )
+
+    def training_view(self, splits: list[str]) -> "Dataset":
+        """Return the dataset as a run saw it: ``["train"]``, or merged with validation (and test)."""
+        if splits == ["train"]:
+            return self
+        if splits == ["train", "validation"]:
+            return self.merged()
+        if splits == ["train", "validation", "test"]:
+            return self.merged(include_test=True)
+        raise DatasetFormatError(f"unknown training splits {splits}; expected train, then validation, then test")
 
     def split(self, name: str) -> Interactions:
         if name not in layout.SPLIT_NAMES:
@@ -149,10 +161,35 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatasetFormatError(
+            f"dataset file {path} is unreadable ({first_line}); re-run `recsearch ingest` to rewrite it"
+        ) from exc
+
+
+def _check_indices(name: str, table: Interactions, n_users: int, n_items: int) -> None:
+    if len(table) == 0:
+        return
+    if int(table.user.min()) < 0 or int(table.user.max()) >= n_users:
+        raise DatasetFormatError(
+            f"{name}.parquet has user indices outside 0..{n_users - 1} (n_users in dataset.json); "
+            "the directory is inconsistent: re-run `recsearch ingest`"
+        )
+    if int(table.item.min()) < 0 or int(table.item.max()) >= n_items:
+        raise DatasetFormatError(
+            f"{name}.parquet has item indices outside 0..{n_items - 1} (n_items in dataset.json); "
+            "the directory is inconsistent: re-run `recsearch ingest`"
+        )
+
+
 def _read_interactions(path: Path, has_timestamps: bool) -> Interactions:
     if not path.is_file():
         raise DatasetFormatError(f"dataset file {path} is missing; re-run `recsearch ingest`")
-    frame = pl.read_parquet(path, columns=list(layout.INTERACTION_COLUMNS))
+    frame = _read_parquet(path, list(layout.INTERACTION_COLUMNS))
     last_time = None
     if has_timestamps:
         last_time = frame[layout.LAST_TIME].dt.epoch("us").to_numpy().astype(np.int64, copy=False)
@@ -168,7 +205,7 @@ def _read_interactions(path: Path, has_timestamps: bool) -> Interactions:
 def _read_entities(path: Path, index: str, id_column: str, features: list[str]) -> pl.DataFrame:
     if not path.is_file():
         raise DatasetFormatError(f"dataset file {path} is missing; re-run `recsearch ingest`")
-    frame = pl.read_parquet(path, columns=[index, id_column, *features]).sort(index)
+    frame = _read_parquet(path, [index, id_column, *features]).sort(index)
     if frame.height and frame[index][-1] != frame.height - 1:
         raise DatasetFormatError(f"{path}: indices are not contiguous from 0 to {frame.height - 1}")
     return frame
@@ -192,6 +229,13 @@ def load_dataset(root: str | Path) -> Dataset:
             cardinality[f"{entity}.{name}"] = int(manifest["features"][entity][name]["cardinality"])
 
     splits = {name: _read_interactions(paths.split(name), has_timestamps) for name in layout.SPLIT_NAMES}
+    for name, table in splits.items():
+        _check_indices(name, table, int(manifest["n_users"]), int(manifest["n_items"]))
+    if users.height != int(manifest["n_users"]) or items.height != int(manifest["n_items"]):
+        raise DatasetFormatError(
+            f"{root}: users.parquet has {users.height} rows and items.parquet {items.height}, but dataset.json "
+            f"says n_users={manifest['n_users']} and n_items={manifest['n_items']}; re-run `recsearch ingest`"
+        )
     return Dataset(
         root=root,
         manifest=manifest,

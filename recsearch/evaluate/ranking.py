@@ -24,6 +24,7 @@ Scorer = Callable[[np.ndarray], torch.Tensor]
 
 DEFAULT_KS = (10, 20, 50)
 _SCORE_BUDGET = 1 << 26  # float32 scores held at once per batch (256 MiB)
+_TIE_BREAK_SEED = 0  # fixed, so that equal scores are ordered the same way in every run
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,16 @@ def default_batch_size(n_items: int) -> int:
     return int(max(1, min(4096, _SCORE_BUDGET // max(n_items, 1))))
 
 
+def tie_break_order(n_items: int) -> torch.Tensor:
+    """Return a fixed random permutation of the items (n_items,), which orders items of equal score.
+
+    ``torch.topk`` leaves the order of equal scores to its implementation, which often
+    favours low indices. Ingestion numbers items most frequent first, so that order would
+    credit a model with constant or tied scores with the popularity ranking.
+    """
+    return torch.randperm(n_items, generator=torch.Generator().manual_seed(_TIE_BREAK_SEED))
+
+
 def top_k_items(
     scorer: Scorer,
     users: np.ndarray,
@@ -91,23 +102,41 @@ def top_k_items(
     exclude: CsrMatrix | None = None,
     batch_size: int | None = None,
 ) -> np.ndarray:
-    """Return the (U, k) best items of each user, never one of ``exclude``'s items; -1 fills empty slots."""
+    """Return the (U, k) best items of each user, never one of ``exclude``'s items; -1 fills empty slots.
+
+    Items with equal scores are ordered by ``tie_break_order``, and items scored NaN are
+    never returned. The scorer's tensors are not modified.
+    """
     batch_size = batch_size or default_batch_size(n_items)
     k_kept = min(k, n_items)
     result = np.full((users.shape[0], k), -1, dtype=np.int64)
+    order = tie_break_order(n_items)  # (n_items,) column j of the permuted scores is item order[j]
+    column_of = torch.empty_like(order)
+    column_of[order] = torch.arange(n_items)  # (n_items,) permuted column of each item
 
     for start in range(0, users.shape[0], batch_size):
         batch = users[start : start + batch_size]
-        scores = scorer(batch).float()  # (B, n_items)
+        scores = scorer(batch)  # (B, n_items)
         if scores.shape != (batch.shape[0], n_items):
             raise ValueError(f"scorer returned shape {tuple(scores.shape)}, expected {(batch.shape[0], n_items)}")
+        order, column_of = order.to(scores.device), column_of.to(scores.device)
+        scores = scores.float()[:, order]  # (B, n_items) a permuted copy
+
+        not_a_number = torch.isnan(scores)
+        if bool(not_a_number.any()):
+            logger.warning(
+                "the scorer returned NaN for %d of %d scores; those items are not ranked",
+                int(not_a_number.sum()), not_a_number.numel(),
+            )
+            scores.masked_fill_(not_a_number, -torch.inf)
         if exclude is not None:
             position, column = csr_row_entries(exclude, batch)
-            scores[torch.as_tensor(position, device=scores.device), torch.as_tensor(column, device=scores.device)] = (
-                -torch.inf
-            )
-        top_scores, top = torch.topk(scores, k_kept, dim=1)  # (B, k)
-        top = torch.where(torch.isneginf(top_scores), torch.full_like(top, -1), top)
+            position = torch.as_tensor(position, device=scores.device)
+            column = column_of[torch.as_tensor(column, device=scores.device)]
+            scores[position, column] = -torch.inf
+
+        top_scores, top_columns = torch.topk(scores, k_kept, dim=1)  # (B, k)
+        top = torch.where(torch.isneginf(top_scores), torch.full_like(top_columns, -1), order[top_columns])
         result[start : start + batch.shape[0], :k_kept] = top.cpu().numpy()
     return result
 

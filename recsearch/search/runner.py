@@ -203,7 +203,8 @@ def run_search(
     run_dir.mkdir(parents=True, exist_ok=True)
     space = build_space(dataset, config)
     max_epochs = int(space.fixed.get("train.max_epochs", 20))
-    n_startup = max(3, min(10, (config.n_trials or 30) // 3))
+    # Random start-up trials before TPE models the results: a third of the budget, 3 to 10.
+    n_startup = max(3, min(10, (config.n_trials or 15) // 3))
     study = open_study(config, run_dir, n_startup, max_epochs)
     study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
     study.set_user_attr("space", space.to_json())

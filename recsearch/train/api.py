@@ -262,7 +262,11 @@ def _write_run(run_dir: Path, config: RunConfig, network: TwoTowerModel, result:
         "history": result.history,
         "validation": result.validation_metrics,
         "test": result.test_metrics,
-        "dataset": {"root": str(dataset.root), "fingerprint": dataset.manifest.get("fingerprint")},
+        "dataset": {
+            "root": str(dataset.root),
+            "fingerprint": dataset.manifest.get("fingerprint"),
+            "training_splits": dataset.manifest.get("training_splits", ["train"]),
+        },
     }
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
