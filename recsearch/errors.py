@@ -15,3 +15,7 @@ class InputError(RecsearchError):
 
 class DatasetFormatError(RecsearchError):
     """A dataset directory is missing, incomplete or of an unsupported format version."""
+
+
+class ModelDirError(RecsearchError):
+    """A model directory is missing, corrupted or of an unsupported format version."""

@@ -24,6 +24,9 @@ COMMAND_MODULES = (
     "recsearch.cli.train_cmd",
     "recsearch.cli.search_cmd",
     "recsearch.cli.demo_cmd",
+    "recsearch.cli.export_cmd",
+    "recsearch.cli.serve_cmd",
+    "recsearch.cli.recommend_cmd",
 )
 
 console = Console(stderr=True)
