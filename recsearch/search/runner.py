@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from lightning.pytorch.callbacks import Callback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
@@ -116,8 +117,28 @@ def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
     return space
 
 
+class _KeepStopRequest(Callback):
+    """Keep SIGTERM meaning "stop after this trial" while Lightning trains.
+
+    Lightning's Trainer installs its own SIGTERM handler after ``on_fit_start`` (in
+    Lightning 2.6), and that handler makes the training loops abort. ``on_train_start``
+    runs after it, restores the search's handler and clears a SIGTERM that arrived in
+    between; the search's own flag already records that one.
+    """
+
+    def __init__(self, stop: study_tools.StopRequest) -> None:
+        self.stop = stop
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.stop.reinstall()
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None and getattr(connector, "received_sigterm", False):
+            self.stop.requested.set()
+            connector.received_sigterm = False
+
+
 def _objective(
-    dataset: Dataset, space: SearchSpace, config: SearchConfig, run_dir: Path
+    dataset: Dataset, space: SearchSpace, config: SearchConfig, run_dir: Path, stop: study_tools.StopRequest
 ) -> Callable[[optuna.Trial], float | tuple[float, float]]:
     schema = catalog_schema(dataset)
     multi = len(config.objectives) > 1
@@ -130,7 +151,9 @@ def _objective(
         trial.set_user_attr("n_parameters", size.n_parameters)
         trial.set_user_attr("serving_bytes", size.serving_bytes)
 
-        callbacks = [] if multi else [PyTorchLightningPruningCallback(trial, monitor=MONITOR)]
+        callbacks: list[Callback] = [_KeepStopRequest(stop)]
+        if not multi:
+            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=MONITOR))
         trial_dir = run_dir / TRIALS_DIR / f"trial-{trial.number:05d}"
         try:
             result = train_model(dataset, run_config, trial_dir, callbacks=callbacks, evaluate_test=False)
@@ -219,7 +242,7 @@ def run_search(
                 # Counted over the whole study, so resumed runs and other workers add up.
                 callbacks.append(MaxTrialsCallback(config.n_trials, states=finished_states))
             study.optimize(
-                _objective(dataset, space, config, run_dir),
+                _objective(dataset, space, config, run_dir, stop),
                 timeout=config.timeout,
                 callbacks=callbacks,
                 gc_after_trial=True,

@@ -130,6 +130,11 @@ class StopRequest:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def reinstall(self) -> None:
+        """Put this handler back on SIGTERM after a library (Lightning's Trainer) replaced it."""
+        if self._previous and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
     def callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if self.requested.is_set():
             study.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,20 +42,30 @@ def _command(data: Path, run_dir: Path, space: Path, *extra: str) -> list[str]:
 
 
 def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-        return []
     try:
         return optuna.load_study(study_name="recsearch", storage=storage).trials
     except KeyError:
         return []
 
 
-def _wait_for_running(storage: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+def _running_in_sqlite(path: Path) -> bool:
+    """Read the trial states read-only, so polling never creates tables under a starting worker."""
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as connection:
+            rows = connection.execute("SELECT state FROM trials").fetchall()
+    except sqlite3.Error:
+        return False  # the worker is still creating the schema
+    return any(state == "RUNNING" for (state,) in rows)
+
+
+def _wait_for_running(database: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"worker exited early with {process.returncode}: {process.stderr.read()}")
-        if any(t.state == TrialState.RUNNING for t in _trials(storage)):
+        if _running_in_sqlite(database):
             return
         time.sleep(0.5)
     raise AssertionError("no trial started running in time")
@@ -73,7 +84,7 @@ def test_killed_worker_trial_is_retried(search_data, slow_space, tmp_path):
     beat = ("--heartbeat-interval", "1", "--grace-period", "3")
     first = subprocess.Popen(_command(search_data, run_dir, slow_space, "--trials", "2", *beat),
                              stderr=subprocess.PIPE, text=True)
-    _wait_for_running(storage, first)
+    _wait_for_running(run_dir / "study.db", first)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     killed = [t.number for t in _trials(storage) if t.state == TrialState.RUNNING]
@@ -99,7 +110,7 @@ def test_sigterm_finishes_running_trial(search_data, slow_space, tmp_path):
     storage = f"sqlite:///{run_dir / 'study.db'}"
     worker = subprocess.Popen(_command(search_data, run_dir, slow_space, "--trials", "50"),
                               stderr=subprocess.PIPE, text=True)
-    _wait_for_running(storage, worker)
+    _wait_for_running(run_dir / "study.db", worker)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=300) == 0
     trials = _trials(storage)
