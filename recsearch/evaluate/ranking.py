@@ -83,6 +83,11 @@ def default_batch_size(n_items: int) -> int:
     return int(max(1, min(4096, _SCORE_BUDGET // max(n_items, 1))))
 
 
+# Catalogues up to this size are ranked with a full stable sort (exact tie order); larger
+# ones with torch.topk, whose cost grows with k rather than with the catalogue.
+_STABLE_SORT_MAX_ITEMS = 100_000
+
+
 def tie_break_order(n_items: int) -> torch.Tensor:
     """Return a fixed random permutation of the items (n_items,), which orders items of equal score.
 
@@ -135,7 +140,14 @@ def top_k_items(
             column = column_of[torch.as_tensor(column, device=scores.device)]
             scores[position, column] = -torch.inf
 
-        top_scores, top_columns = torch.topk(scores, k_kept, dim=1)  # (B, k)
+        if n_items <= _STABLE_SORT_MAX_ITEMS:
+            # A stable sort keeps equal scores in permuted-column order, so ties resolve the
+            # same way whatever k is; torch.topk promises no order among ties.
+            top_scores, top_columns = torch.sort(scores, dim=1, descending=True, stable=True)
+            top_scores, top_columns = top_scores[:, :k_kept], top_columns[:, :k_kept]  # (B, k)
+        else:
+            # NOTE: above this size ties fall to torch.topk's order, which may depend on k.
+            top_scores, top_columns = torch.topk(scores, k_kept, dim=1)  # (B, k)
         top = torch.where(torch.isneginf(top_scores), torch.full_like(top_columns, -1), order[top_columns])
         result[start : start + batch.shape[0], :k_kept] = top.cpu().numpy()
     return result

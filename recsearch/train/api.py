@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from recsearch.data.load import Dataset, load_dataset
+from recsearch.errors import InputError
 from recsearch.evaluate.protocol import evaluation_split, evaluate_split
 from recsearch.evaluate.ranking import DEFAULT_KS
 from recsearch.models.two_tower import TwoTowerModel
@@ -170,6 +171,12 @@ def train_model(
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
+    if select_best and len(dataset.validation) == 0:
+        raise InputError(
+            f"the validation split of {dataset.root} is empty, so early stopping and the best epoch "
+            "cannot be chosen; re-ingest with a larger --validation-fraction (or a log with more "
+            "interactions per user), or refit for a fixed epoch count with select_best=False"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -278,9 +285,18 @@ def _write_run(run_dir: Path, config: RunConfig, network: TwoTowerModel, result:
 
 
 def load_trained_model(run_dir: str | Path, dataset: Dataset) -> TwoTowerModel:
-    """Rebuild the network of a run directory on ``dataset`` and load its weights, without Lightning."""
+    """Rebuild the network of a run directory on ``dataset`` and load its weights, without Lightning.
+
+    Frequency-tiered embeddings are laid out from the training split's frequencies, so the
+    network is built on the splits the run trained on (recorded in its metrics.json).
+    """
     run_dir = Path(run_dir)
     config = RunConfig.from_json((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file():
+        splits = json.loads(metrics_path.read_text(encoding="utf-8")).get("dataset", {}).get("training_splits")
+        if splits and splits != dataset.manifest.get("training_splits", ["train"]):
+            dataset = dataset.training_view(list(splits))
     network = TwoTowerModel(config.model, catalog_schema(dataset))
     network.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
     return network.eval()

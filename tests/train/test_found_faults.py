@@ -87,11 +87,6 @@ def test_cli_quiet_silences_lightning(tmp_path, monkeypatch):
     assert pytorch_logger.getEffectiveLevel() >= logging.WARNING
 
 
-@pytest.mark.xfail(
-    reason="train_model with select_best=True ranks an empty validation split as ndcg 0 every epoch, "
-    "stops after patience epochs and keeps the first epoch's weights without an error",
-    strict=True,
-)
 def test_train_model_rejects_empty_validation(data_dir, tmp_path):
     data = copy_dataset(data_dir, tmp_path)
     empty_split(data, "validation")
@@ -101,11 +96,6 @@ def test_train_model_rejects_empty_validation(data_dir, tmp_path):
         train_model(data, config, tmp_path / "run", evaluate_test=False)
 
 
-@pytest.mark.xfail(
-    reason="MixedDimEmbedding keeps its frequency tiers in non-persistent buffers, so load_trained_model "
-    "recomputes them from dataset.train and cannot load a run trained on dataset.merged()",
-    strict=True,
-)
 def test_refit_run_reloads_on_its_dataset(dataset, tmp_path):
     model = ModelConfig.matrix_factorization(8, embeddings=EmbeddingConfig(n_frequency_tiers=3))
     config = RunConfig(model=model, train=ONE_EPOCH)
