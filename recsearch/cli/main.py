@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "recsearch.cli.export_cmd",
     "recsearch.cli.serve_cmd",
     "recsearch.cli.recommend_cmd",
+    "recsearch.cli.report_cmd",
 )
 
 console = Console(stderr=True)
