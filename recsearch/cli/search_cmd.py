@@ -45,6 +45,9 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("search")
     group.add_argument("--trials", type=int, default=20, help="finished trials the study should reach (default: 20)")
     group.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    group.add_argument("--trial-timeout", type=float,
+                       help="stop one trial's training after this many seconds, keeping its best epoch "
+                            "(default: a third of --timeout, else no limit)")
     group.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in RUN_DIR)")
     group.add_argument("--study-name", default="recsearch", help="study name inside the storage (default: recsearch)")
     group.add_argument("--space", type=Path, help="TOML or YAML file narrowing or widening the default search space")
@@ -86,6 +89,7 @@ def search_config_from_args(args: argparse.Namespace):
         select=rule,
         tolerance=tolerance,
         max_epochs=args.max_epochs,
+        trial_timeout=args.trial_timeout,
         refit=not args.no_refit,
         final_model=not args.no_final_model,
         heartbeat_seconds=args.heartbeat_interval,

@@ -24,7 +24,7 @@ from recsearch.search import study as study_tools
 from recsearch.search.leaderboard import pareto_front, select_winner, write_leaderboard
 from recsearch.search.refit import RefitResult, refit_winner
 from recsearch.search.space import SearchSpace, default_space, load_space
-from recsearch.search.suggest import suggest_config
+from recsearch.search.suggest import default_trial_params, suggest_config
 from recsearch.train import MONITOR, catalog_schema, train_model
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class SearchConfig:
     refit: bool = True  # retrain the winner on train + validation and score it on test
     final_model: bool = True  # also retrain on every interaction, for export
     baselines: bool = True  # score the baselines on test beside the winner
+    trial_timeout: float | None = None  # seconds of training per trial; None: a third of timeout
     heartbeat_seconds: int = study_tools.HEARTBEAT_SECONDS
     grace_seconds: int = study_tools.GRACE_SECONDS  # silence after which a running trial is failed
 
@@ -73,6 +74,8 @@ class SearchConfig:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown:
             raise InputError(f"unknown objectives {unknown}; expected some of {', '.join(OBJECTIVES)}")
+        if self.trial_timeout is not None and self.trial_timeout <= 0:
+            raise InputError(f"--trial-timeout must be positive, got {self.trial_timeout}")
         if self.heartbeat_seconds < 1 or self.grace_seconds <= self.heartbeat_seconds:
             raise InputError(
                 f"the grace period ({self.grace_seconds} s) must exceed the heartbeat interval "
@@ -100,7 +103,7 @@ class SearchResult:
 
 
 def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
-    space = default_space(tuple(dataset.item_features), dataset.n_items)
+    space = default_space(tuple(dataset.item_features), dataset.n_items, len(dataset.train))
     if config.space_file is not None:
         space = load_space(config.space_file, space)
     if config.max_epochs is not None:
@@ -137,6 +140,23 @@ class _KeepStopRequest(Callback):
             connector.received_sigterm = False
 
 
+class _TimeLimit(Callback):
+    """Stop a trial's training after ``seconds``, keeping its best epoch so far."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+        self.reached = False
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        if time.perf_counter() - self.started > self.seconds:
+            self.reached = True
+            trainer.should_stop = True
+
+
 def _objective(
     dataset: Dataset, space: SearchSpace, config: SearchConfig, run_dir: Path, stop: study_tools.StopRequest
 ) -> Callable[[optuna.Trial], float | tuple[float, float]]:
@@ -152,6 +172,10 @@ def _objective(
         trial.set_user_attr("serving_bytes", size.serving_bytes)
 
         callbacks: list[Callback] = [_KeepStopRequest(stop)]
+        limit = config.trial_timeout or (config.timeout / 3 if config.timeout else None)
+        time_limit = _TimeLimit(limit) if limit else None
+        if time_limit is not None:
+            callbacks.append(time_limit)
         if not multi:
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor=MONITOR))
         trial_dir = run_dir / TRIALS_DIR / f"trial-{trial.number:05d}"
@@ -165,6 +189,9 @@ def _objective(
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("validation", result.validation_metrics)
         trial.set_user_attr("run_dir", str(trial_dir))
+        trial.set_user_attr("stopped_by_time_limit", bool(time_limit and time_limit.reached))
+        if result.best_score is None and time_limit is not None and time_limit.reached:
+            raise optuna.TrialPruned(f"the trial reached its {limit:.0f} s time limit before a validation epoch")
         if result.best_score is None or not math.isfinite(result.best_score):
             raise RuntimeError(f"trial {trial.number} produced no finite {MONITOR}")
         if multi:
@@ -231,6 +258,9 @@ def run_search(
     study = open_study(config, run_dir, n_startup, max_epochs)
     study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
     study.set_user_attr("space", space.to_json())
+    if not study.trials:
+        # Start from the default configuration, which is known to train well.
+        study.enqueue_trial(default_trial_params(space), skip_if_exists=True)
 
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished_states))

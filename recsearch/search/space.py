@@ -109,8 +109,12 @@ def _param_json(param: Param) -> dict[str, Any]:
     return data
 
 
-def default_space(item_features: tuple[str, ...] = (), n_items: int = 0) -> SearchSpace:
-    """Return the default space for a dataset with these item features and catalogue size."""
+def default_space(item_features: tuple[str, ...] = (), n_items: int = 0, n_train: int = 0) -> SearchSpace:
+    """Return the default space for a dataset with these item features, catalogue and training sizes.
+
+    Batch sizes grow with the training split, so that an epoch of a large log stays at
+    a few thousand optimizer steps and a trial fits a search budget.
+    """
     params: dict[str, Param] = {
         "model.embedding_dim": choice(16, 32, 64, 128),
         "model.user_tower.id_dim": int_param(8, 256, log=True),
@@ -137,7 +141,7 @@ def default_space(item_features: tuple[str, ...] = (), n_items: int = 0) -> Sear
         "model.loss.n_negatives": int_param(1, 64, log=True),
         "train.learning_rate": float_param(3e-4, 3e-2, log=True),
         "train.weight_decay": float_param(1e-8, 1e-4, log=True),
-        "train.batch_size": choice(256, 512, 1024, 2048, 4096),
+        "train.batch_size": _batch_sizes(n_train),
         "train.example_weighting": choice("none", "log"),
     }
     for name in item_features:
@@ -146,6 +150,14 @@ def default_space(item_features: tuple[str, ...] = (), n_items: int = 0) -> Sear
         params["model.embeddings.hash_above"] = choice(None, 1_000_000)
     fixed = {"train.max_epochs": 20, "train.patience": 3}
     return SearchSpace(params=params, fixed=fixed)
+
+
+def _batch_sizes(n_train: int) -> Param:
+    if n_train > 2_000_000:
+        return choice(4096, 8192, 16384)
+    if n_train > 200_000:
+        return choice(1024, 2048, 4096, 8192)
+    return choice(256, 512, 1024, 2048, 4096)
 
 
 def _parse_param(name: str, spec: Any) -> Param:

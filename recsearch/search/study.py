@@ -11,7 +11,16 @@ from pathlib import Path
 from types import FrameType
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage
+
+try:  # Optuna 4.9 renamed the retry callback and its RDBStorage argument.
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
+
+    _RETRY_ARGUMENT = "heartbeat_stale_trial_callback"
+except ImportError:  # Optuna before 4.9
+    from optuna.storages import RetryFailedTrialCallback as _RetryCallback
+
+    _RETRY_ARGUMENT = "failed_trial_callback"
 
 from recsearch.errors import InputError
 
@@ -22,6 +31,8 @@ PRUNERS = ("hyperband", "median", "none")
 STUDY_FILE = "study.db"
 # A worker whose trial has not beaten for GRACE_SECONDS is taken as dead: the trial
 # is failed and retried up to MAX_RETRIES times with the same parameters.
+# NOTE: Optuna finds stale trials by their last heartbeat, so a worker killed before its
+# trial's first heartbeat leaves that trial RUNNING; it then counts as neither done nor retried.
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
 MAX_RETRIES = 2
@@ -44,13 +55,21 @@ def masked_url(url: str) -> str:
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, grace_seconds: int = GRACE_SECONDS) -> RDBStorage:
     """Open an RDB storage with heartbeats, so trials of killed workers are failed and retried."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        # Heartbeats and the retry callback are marked experimental in Optuna 4 and 5.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = _RetryCallback(max_retry=MAX_RETRIES)
+        return _rdb_storage(url, engine_kwargs, heartbeat_seconds, grace_seconds, retry)
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_seconds: int, grace_seconds: int, retry: object) -> RDBStorage:
     try:
         return RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_seconds,
             grace_period=grace_seconds,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRIES),
+            **{_RETRY_ARGUMENT: retry},
         )
     except (ImportError, ModuleNotFoundError) as exc:
         raise InputError(

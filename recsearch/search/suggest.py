@@ -86,6 +86,40 @@ def build_config(values: Values) -> RunConfig:
         raise InputError(f"the search space gives an invalid configuration:\n{format_validation_error(exc)}") from exc
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> Values:
+    values: Values = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            values.update(_flatten(value, path + "."))
+        else:
+            values[path] = value
+    return values
+
+
+def _in_domain(param: Param, value: Any) -> bool:
+    if param.kind == "categorical":
+        return value in param.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return float(param.low) <= value <= float(param.high)
+
+
+def default_trial_params(space: SearchSpace) -> Values:
+    """Return the parameters of the default RunConfig that the space can express, for a first trial.
+
+    A search then starts from a configuration known to train well; parameters whose
+    default lies outside the space are left for the sampler.
+    """
+    defaults = _flatten(RunConfig().model_dump(mode="json"))
+    values: Values = dict(space.fixed)
+    params: Values = {}
+    for path, param in space.params.items():
+        if path in defaults and is_active(path, values) and _in_domain(param, defaults[path]):
+            values[path] = params[path] = defaults[path]
+    return params
+
+
 def suggest_config(trial: optuna.Trial, space: SearchSpace) -> RunConfig:
     """Suggest a configuration for ``trial`` and record it in the trial's attributes."""
     config = build_config(sample_values(trial, space))

@@ -85,6 +85,7 @@ def test_killed_worker_trial_is_retried(search_data, slow_space, tmp_path):
     first = subprocess.Popen(_command(search_data, run_dir, slow_space, "--trials", "2", *beat),
                              stderr=subprocess.PIPE, text=True)
     _wait_for_running(run_dir / "study.db", first)
+    time.sleep(2.5)  # past the first heartbeats: a trial with none is never found stale
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     killed = [t.number for t in _trials(storage) if t.state == TrialState.RUNNING]
@@ -101,7 +102,8 @@ def test_killed_worker_trial_is_retried(search_data, slow_space, tmp_path):
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE
     original = next(t for t in trials if t.number == killed[0])
-    assert retries[0].params == original.params
+    # The retry starts from the parameters the killed trial had drawn, then draws the rest.
+    assert original.params.items() <= retries[0].params.items()
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
 
 
