@@ -104,7 +104,7 @@ class Dataset:
         return bool(self.manifest["has_timestamps"])
 
     def merged(self, include_test: bool = False) -> "Dataset":
-        """Return a copy whose training split also holds validation (and test), for a refit.
+        """Return a copy whose training split also contains validation (and test), for a refit.
 
         The merged splits are emptied, so nothing is validated or tested twice.
         """

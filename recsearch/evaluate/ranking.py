@@ -83,8 +83,8 @@ def default_batch_size(n_items: int) -> int:
     return int(max(1, min(4096, _SCORE_BUDGET // max(n_items, 1))))
 
 
-# Catalogues up to this size are ranked with a full stable sort (exact tie order); larger
-# ones with torch.topk, whose cost grows with k rather than with the catalogue.
+# Catalogues up to this size are ranked with a full stable sort, which fixes the tie order.
+# Larger ones use torch.topk, which is cheaper there because it does not sort everything.
 _STABLE_SORT_MAX_ITEMS = 100_000
 
 
