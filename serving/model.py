@@ -78,7 +78,7 @@ class Recommendation:
 
     item_ids: list[str]
     scores: list[float]
-    fallback: bool = False  # the popularity ranking answered
+    fallback: bool = False  # the popularity fallback produced the items
 
 
 @dataclass
@@ -165,7 +165,7 @@ class ServingModel:
         return self.recommend_many([query])[0]
 
     def recommend_many(self, queries: Sequence[Query]) -> list[Recommendation]:
-        """Answer many queries: one user-tower run for all that need it, then one search per query.
+        """Run many queries: one user-tower run for all that need it, then one search per query.
 
         Raises RequestError naming the first invalid query.
         """

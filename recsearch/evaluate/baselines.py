@@ -118,7 +118,7 @@ class EASE:
         n_items = user_items.shape[1]
         if n_items > self.max_items:
             raise InputError(
-                f"EASE holds a dense {n_items} x {n_items} matrix, above max_items={self.max_items}; "
+                f"EASE needs a dense {n_items} x {n_items} matrix, above max_items={self.max_items}; "
                 "skip EASE on this catalogue or raise max_items if memory allows"
             )
         matrix = to_scipy(user_items)

@@ -2,7 +2,7 @@
 
 Ranking the validation split, a model reads and excludes each user's training items.
 Ranking the test split, it reads and excludes training plus validation items, so every
-method (baselines included) sees the same known items.
+method (baselines included) gets the same known items.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def evaluate_ranking(
 ) -> RankingResult:
     """Rank the whole catalogue for every user with relevant items in ``target``.
 
-    ``exclude`` holds the items each user already interacted with (their training
+    ``exclude`` contains the items each user already interacted with (their training
     items, plus validation items when evaluating on test); they are never ranked.
     Relevance is binary: an item is relevant when it is in the user's ``target`` row.
     """

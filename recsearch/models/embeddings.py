@@ -63,9 +63,9 @@ class HashedEmbedding(nn.Module):
 
 
 class MixedDimEmbedding(nn.Module):
-    """Indices split into frequency tiers; rarer tiers hold smaller vectors projected to ``dim``.
+    """Indices split into frequency tiers; rarer tiers have smaller vectors projected to ``dim``.
 
-    Tier t holds the ids that, sorted by decreasing frequency, cover the t-th equal
+    Tier t contains the ids that, sorted by decreasing frequency, cover the t-th equal
     share of all interactions; ids never seen fall into the last tier. Every tier is
     looked up for the whole batch and masked, which keeps the forward pass free of
     data-dependent shapes (and so exportable to ONNX) at the cost of n_tiers lookups.

@@ -21,7 +21,7 @@ class Batch(NamedTuple):
     item: torch.Tensor  # (B,) int64
     weight: torch.Tensor | None = None  # (B,) float32 example weight, None for 1
     history: torch.Tensor | None = None  # (B, N) int64 item indices, left-padded
-    history_mask: torch.Tensor | None = None  # (B, N) bool, True where history holds an item
+    history_mask: torch.Tensor | None = None  # (B, N) bool, True where the history slot contains an item
 
 
 def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""What a model needs to know about a dataset, as arrays: sizes, item features, frequencies."""
+"""Dataset facts a model needs, as arrays: sizes, item features, frequencies."""
 
 from __future__ import annotations
 

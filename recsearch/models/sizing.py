@@ -25,7 +25,7 @@ class ModelSize:
 def estimate_size(config: ModelConfig, schema: CatalogSchema) -> ModelSize:
     """Compute sizes by building the network on PyTorch's meta device, which allocates no memory.
 
-    Serving holds every item vector (for the index), one vector per known user and the
+    Serving keeps every item vector (for the index), one vector per known user and the
     user tower's weights, all as float32. FAISS index overhead is not included.
     """
     with torch.device("meta"):

@@ -62,7 +62,7 @@ class TwoTowerModel(nn.Module):
         return vectors
 
     def item_vectors(self, item: torch.Tensor) -> torch.Tensor:
-        """Embed items (L2-normalised when the configuration asks for it)."""
+        """Embed items (L2-normalised when the configuration sets l2_normalize)."""
         vectors = self.item_tower(item)  # (B, D)
         if self.config.l2_normalize:
             vectors = F.normalize(vectors, dim=-1)
@@ -90,7 +90,7 @@ class TwoTowerModel(nn.Module):
 
 
 def check_config_against_schema(config: ModelConfig, schema: CatalogSchema) -> None:
-    """Raise InputError when the configuration asks for what the dataset lacks."""
+    """Raise InputError when the configuration needs what the dataset lacks."""
     available = sorted(schema.item_features)
     for feature in config.item_tower.features:
         if feature.name not in schema.item_features:

@@ -1,6 +1,6 @@
 """``train_model``: fit one configuration on a dataset and write the run directory.
 
-A run directory holds ``config.json`` (the RunConfig), ``model.pt`` (the network's
+A run directory contains ``config.json`` (the RunConfig), ``model.pt`` (the network's
 state dict, loadable without Lightning), ``checkpoints/best.ckpt`` (Lightning, weights
 only) and ``metrics.json`` (validation history, final validation and test metrics).
 """
@@ -40,7 +40,7 @@ METRICS_FILE = "metrics.json"
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What one training run produced. Metrics are filled on the global-zero process only."""
+    """Outputs of one training run. Metrics are filled on the global-zero process only."""
 
     run_dir: Path
     monitor: str  # name of the logged validation metric, "val_ndcg@10"

@@ -130,7 +130,7 @@ def test_hashing_and_mixed_dimensions_are_selected():
 def test_frequency_tiers_split_interactions_evenly():
     frequency = np.array([50.0, 30.0, 10.0, 5.0, 5.0, 0.0])
     tiers = assign_frequency_tiers(frequency, 2)
-    # Item 0 alone holds half the interactions; the unseen item goes to the last tier.
+    # Item 0 alone has half the interactions; the unseen item goes to the last tier.
     assert tiers.tolist() == [0, 1, 1, 1, 1, 1]
 
 
@@ -143,7 +143,7 @@ def test_bpr_loss_hand_computed():
 def test_sampled_softmax_equals_full_softmax_over_batch_catalogue():
     users = torch.randn(4, 3)
     items = torch.randn(4, 3)
-    item_ids = torch.arange(4)  # the batch holds each item once: it is the whole catalogue
+    item_ids = torch.arange(4)  # the batch contains each item once: it is the whole catalogue
     sampled = sampled_softmax_loss(users, items, item_ids)
     full = full_softmax_loss(users, items, item_ids)
     assert sampled.item() == pytest.approx(full.item(), rel=1e-6)
