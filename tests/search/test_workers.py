@@ -60,15 +60,33 @@ def _running_in_sqlite(path: Path) -> bool:
     return any(state == "RUNNING" for (state,) in rows)
 
 
-def _wait_for_running(database: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+def _beating_in_sqlite(path: Path) -> bool:
+    """Whether a running trial has recorded a heartbeat: only such a trial can later be found stale."""
+    if not path.exists():
+        return False
+    query = ("SELECT COUNT(*) FROM trials JOIN trial_heartbeats USING (trial_id) "
+             "WHERE trials.state = 'RUNNING'")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as connection:
+            (count,) = connection.execute(query).fetchone()
+    except sqlite3.Error:
+        return False
+    return count > 0
+
+
+def _wait_for(check, database: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"worker exited early with {process.returncode}: {process.stderr.read()}")
-        if _running_in_sqlite(database):
+        if check(database):
             return
-        time.sleep(0.5)
-    raise AssertionError("no trial started running in time")
+        time.sleep(0.1)
+    raise AssertionError(f"{check.__name__} never held in {timeout:.0f} s")
+
+
+def _wait_for_running(database: Path, process: subprocess.Popen) -> None:
+    _wait_for(_running_in_sqlite, database, process)
 
 
 @pytest.fixture()
@@ -84,8 +102,9 @@ def test_killed_worker_trial_is_retried(search_data, slow_space, tmp_path):
     beat = ("--heartbeat-interval", "1", "--grace-period", "3")
     first = subprocess.Popen(_command(search_data, run_dir, slow_space, "--trials", "2", *beat),
                              stderr=subprocess.PIPE, text=True)
-    _wait_for_running(run_dir / "study.db", first)
-    time.sleep(2.5)  # past the first heartbeats: a trial with none is never found stale
+    # Kill as soon as the running trial has a heartbeat (one without any is never found stale),
+    # not after a fixed sleep: on a fast machine both trials may finish within any sleep.
+    _wait_for(_beating_in_sqlite, run_dir / "study.db", first)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     killed = [t.number for t in _trials(storage) if t.state == TrialState.RUNNING]
