@@ -7,7 +7,8 @@ A MODEL_DIR is immutable once written and holds:
   and its measured recall, and the sha256 and size of every other file;
 - ``item_ids.npy`` / ``user_ids.npy``: the id strings, one row per index;
 - ``item_vectors.npy`` (n_items, D) and ``user_vectors.npy`` (n_users, D), float32;
-- ``item_index.faiss``: an inner-product FAISS index over the item vectors;
+- ``item_index.faiss``: a FAISS index over the item vectors, searched as ``recsearch.item_index``
+  and the manifest's index entry prescribe;
 - ``user_tower.onnx``: the user tower, only for models that read recent items;
 - ``seen_indptr.npy`` / ``seen_items.npy``: each user's known items, oldest first (CSR,
   users are rows);
@@ -46,6 +47,9 @@ ITEM_VECTORS = "item_vectors.npy"
 USER_VECTORS = "user_vectors.npy"
 ITEM_INDEX = "item_index.faiss"
 USER_TOWER = "user_tower.onnx"
+# Inputs the user tower may declare. The exporter drops an input the network never reads
+# (the user id of a history-only tower), so callers feed only the declared ones.
+USER_TOWER_INPUTS = ("user", "history", "history_mask")
 SEEN_INDPTR = "seen_indptr.npy"
 SEEN_ITEMS = "seen_items.npy"
 POPULAR_ITEMS = "popular_items.npy"
@@ -308,3 +312,9 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def user_tower_feed(session: Any, user: np.ndarray, history: np.ndarray, history_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the inputs for an onnxruntime session of the user tower, keeping only the names it declares."""
+    values = {"user": user, "history": history, "history_mask": history_mask}
+    return {node.name: values[node.name] for node in session.get_inputs()}

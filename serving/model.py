@@ -19,6 +19,7 @@ import numpy as np
 
 from recsearch import model_dir as md
 from recsearch.errors import ModelDirError
+from recsearch.item_index import ItemIndex
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +105,12 @@ class _Attribute:
 class ServingModel:
     """One model version, read-only after loading, safe to share between threads."""
 
-    def __init__(self, arrays: md.ModelArrays, index: faiss.Index, session: Any, limits: Limits) -> None:
+    def __init__(self, arrays: md.ModelArrays, index: ItemIndex, session: Any, limits: Limits) -> None:
         self.arrays = arrays
         self.manifest = arrays.manifest
         self.version: str = arrays.manifest["model_version"]
         self.limits = limits
-        self.index = index
+        self.index = index  # its search returns exact inner products as scores, best first
         self.session = session
         self.item_vectors = arrays.item_vectors  # (n_items, D)
         self.user_vectors = arrays.user_vectors  # (n_users, D)
@@ -323,7 +324,7 @@ class ServingModel:
             return
         histories, mask = md.left_pad([plan.history for plan in pending], self.history_length)
         users = np.array([self.unknown_user if p.user is None else p.user for p in pending], dtype=np.int64)
-        (vectors,) = self.session.run(None, {"user": users, "history": histories, "history_mask": mask})  # (B, D)
+        (vectors,) = self.session.run(None, md.user_tower_feed(self.session, users, histories, mask))  # (B, D)
         for plan, vector in zip(pending, vectors):
             plan.vector = np.ascontiguousarray(vector, dtype=np.float32)
 
@@ -412,27 +413,29 @@ class ServingModel:
                 raise ModelDirError(f"the user tower of {self.arrays.root} returned an invalid vector")
 
 
-def _read_index(arrays: md.ModelArrays) -> faiss.Index:
+def _read_index(arrays: md.ModelArrays) -> ItemIndex:
     path = arrays.index_path
+    info = arrays.manifest["index"]
+    # Flat codes (of flat and HNSW indexes) are memory-mapped in place, so worker processes
+    # share one copy.
+    # NOTE: each worker keeps its own copy of IVF inverted lists. FAISS can map them from the
+    # file (IO_FLAG_MMAP), but its on-disk lists made one search about 30 times slower in a
+    # measurement on 10,000 items with FAISS 1.15.
     try:
-        # Flat codes are memory-mapped in place, so worker processes share one copy.
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     except RuntimeError:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise ModelDirError(f"model file {path} is not a readable FAISS index ({exc})") from None
-    info = arrays.manifest["index"]
-    if index.ntotal != len(arrays.item_ids) or index.d != arrays.item_vectors.shape[1]:
+    try:
+        return ItemIndex.from_manifest(index, arrays.item_vectors, info)
+    except KeyError as exc:
         raise ModelDirError(
-            f"model file {path} indexes {index.ntotal} vectors of dimension {index.d}, but the catalogue has "
-            f"{len(arrays.item_ids)} items of dimension {arrays.item_vectors.shape[1]}"
-        )
-    if info["kind"] == "hnsw":
-        faiss.downcast_index(index).hnsw.efSearch = int(info["params"]["efSearch"])
-    elif info["kind"] == "ivfpq":
-        faiss.extract_index_ivf(index).nprobe = int(info["params"]["nprobe"])
-    return index
+            f"the index entry of {arrays.root / md.MANIFEST_FILE} lacks the search parameter {exc}; export the model again"
+        ) from None
+    except ValueError as exc:
+        raise ModelDirError(f"model file {path} does not match the catalogue: {exc}") from None
 
 
 def _open_user_tower(path: Path) -> Any:
@@ -445,6 +448,12 @@ def _open_user_tower(path: Path) -> Any:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for a bad model file
         raise ModelDirError(f"model file {path} is not a loadable ONNX model ({exc})") from None
+    unknown = sorted({node.name for node in session.get_inputs()} - set(md.USER_TOWER_INPUTS))
+    if unknown:
+        raise ModelDirError(
+            f"model file {path} declares inputs {unknown}; a user tower takes only {', '.join(md.USER_TOWER_INPUTS)}"
+        )
+    return session

@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 import signal
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,15 +117,45 @@ async def start_server(options: ServerOptions, holder: ModelHolder) -> RunningSe
     address = f"{options.host}:{options.port}"
     if ":" in options.host and not options.host.startswith("["):
         address = f"[{options.host}]:{options.port}"
-    if options.tls_cert is not None:
-        credentials = grpc.ssl_server_credentials([(options.tls_key.read_bytes(), options.tls_cert.read_bytes())])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    credentials = None
+    if options.tls_cert is not None and options.tls_key is not None:
+        credentials = tls_credentials(options.tls_cert, options.tls_key)
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        # A failed bind raises RuntimeError in grpcio 1.85, and other versions may return port 0.
+        port = 0
     if port == 0:
         raise InputError(f"could not bind {address}; choose another --host or --port")
     await server.start()
     return RunningServer(server, port, health, holder)
+
+
+def tls_credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
+    """Read the server certificate chain and private key, checking that they are PEM and belong together.
+
+    gRPC itself (grpcio 1.85) reports a bad pair only as a failure to bind the port, so the
+    standard library's ssl module checks the pair first. Raises InputError naming both files.
+    """
+
+    def reject_encrypted_key() -> str:
+        raise InputError(
+            f"--tls-key {key} is encrypted, but gRPC reads only unencrypted private keys; "
+            f"write one with `openssl pkey -in {key} -out NEW.pem`"
+        )
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=reject_encrypted_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise InputError(
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate chain and its private key ({exc}); "
+            "pass the server's certificate chain and the key it was issued for"
+        ) from None
+    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
 
 
 async def add_health(server: grpc.aio.Server) -> health_aio.HealthServicer:
@@ -203,10 +234,14 @@ class BackgroundServer:
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._running: RunningServer | None = None
+        self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        if not self._started.wait(timeout=30) or self._running is None:
+        if not self._started.wait(timeout=30):
             raise RuntimeError("the background server did not start within 30 s")
+        if self._start_error is not None:
+            raise self._start_error
+        assert self._running is not None
         self.port = self._running.port
 
     def _run(self) -> None:
@@ -214,9 +249,15 @@ class BackgroundServer:
 
         async def start() -> None:
             self._running = await start_server(self.options, self.holder)
-            self._started.set()
 
-        self._loop.run_until_complete(start())
+        try:
+            self._loop.run_until_complete(start())
+        except BaseException as exc:  # handed to the constructor, which raises it in the caller's thread
+            self._start_error = exc
+            self._loop.close()
+            return
+        finally:
+            self._started.set()
         self._loop.run_forever()
 
     def reload(self) -> str:

@@ -22,36 +22,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="directory to create")
     parser.add_argument("--data", type=Path, metavar="DATA_DIR",
                         help="the dataset the run was trained on, when it moved (default: the path in metrics.json)")
-    parser.add_argument("--index", default="auto", choices=("auto", "flat", "hnsw", "ivfpq"),
-                        help="item index kind (default: auto, exact up to --exact-below items, else HNSW)")
-    parser.add_argument("--exact-below", type=int, default=50_000, metavar="N",
-                        help="catalogues up to N items get the exact flat index with --index auto (default: 50000)")
-    parser.add_argument("--target-recall", type=float, default=0.95,
-                        help="recall@10 against exact search that an approximate index must reach (default: 0.95)")
-    parser.add_argument("--recall-queries", type=int, default=1_000, metavar="N",
-                        help="user vectors sampled to measure recall and latency (default: 1000)")
-    parser.add_argument("--max-index-mb", type=float, metavar="MB",
-                        help="memory budget of the index; with --index auto, IVF-PQ is chosen when HNSW exceeds it")
+    add_index_options(parser)
     parser.add_argument("--link", type=Path, metavar="PATH",
                         help="after writing, point the symbolic link PATH at MODEL_DIR atomically (for hot reload)")
     parser.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR if it exists")
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    # Imported here so that `recsearch --help` does not load torch.
-    from recsearch.export import ExportConfig, IndexConfig, export_model
-    from recsearch.model_dir import switch_link
+def add_index_options(parser: argparse.ArgumentParser) -> None:
+    """Add the index options; `recsearch run` reuses them."""
+    group = parser.add_argument_group("index")
+    group.add_argument("--index", default="auto", choices=("auto", "flat", "ivfflat", "hnsw", "ivfpq"),
+                       help="item index kind (default: auto, exact up to --exact-below items, else IVF-Flat)")
+    group.add_argument("--exact-below", type=int, default=50_000, metavar="N",
+                       help="catalogues up to N items get the exact flat index with --index auto (default: 50000)")
+    group.add_argument("--target-recall", type=float, default=0.95,
+                       help="recall@10 against exact search that an approximate index must reach (default: 0.95)")
+    group.add_argument("--recall-queries", type=int, default=1_000, metavar="N",
+                       help="user vectors sampled to measure recall and latency (default: 1000)")
+    group.add_argument("--max-index-mb", type=float, metavar="MB",
+                       help="memory budget of the index; with --index auto, IVF-PQ is chosen when IVF-Flat exceeds it")
+
+
+def index_config_from_args(args: argparse.Namespace):
+    from recsearch.export import IndexConfig
 
     if args.max_index_mb is not None and args.max_index_mb <= 0:
         raise InputError(f"--max-index-mb must be positive, got {args.max_index_mb}")
-    index = IndexConfig(
+    return IndexConfig(
         kind=args.index,
         exact_below=args.exact_below,
         target_recall=args.target_recall,
         n_queries=args.recall_queries,
         max_index_bytes=None if args.max_index_mb is None else int(args.max_index_mb * 2**20),
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `recsearch --help` does not load torch.
+    from recsearch.export import ExportConfig, export_model
+    from recsearch.model_dir import switch_link
+
+    index = index_config_from_args(args)
     with console.status(f"exporting {args.run_dir}"):
         manifest = export_model(args.run_dir, args.out, ExportConfig(index=index, data_dir=args.data, overwrite=args.overwrite))
     if args.link is not None:

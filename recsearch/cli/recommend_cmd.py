@@ -77,7 +77,6 @@ def parse_filters(texts: list[str]) -> list[tuple[str, tuple[str, ...], tuple[st
 
 def run_client(args: argparse.Namespace) -> int:
     import grpc
-    from rich.table import Table
 
     from serving._proto.recsearch.v1 import recommender_pb2 as pb
     from serving._proto.recsearch.v1 import recommender_pb2_grpc as pb_grpc
@@ -91,6 +90,8 @@ def run_client(args: argparse.Namespace) -> int:
     token = read_token(args.token_file)
     metadata = [("authorization", f"Bearer {token}")] if token else None
     if args.tls_ca is not None:
+        if not args.tls_ca.is_file():
+            raise InputError(f"--tls-ca file {args.tls_ca} not found")
         channel = grpc.secure_channel(args.addr, grpc.ssl_channel_credentials(args.tls_ca.read_bytes()))
     else:
         channel = grpc.insecure_channel(args.addr)
@@ -100,17 +101,25 @@ def run_client(args: argparse.Namespace) -> int:
         except grpc.RpcError as exc:
             raise InputError(f"the server at {args.addr} returned {exc.code().name}: {exc.details()}") from None
 
-    title = f"user {response.user_id}, model {response.model_version}"
+    print_response(response)
+    return 0
+
+
+def print_response(response, where: str = "") -> None:
+    """Print a RecommendResponse as a table of ranked items with their scores."""
+    from rich.table import Table
+
+    title = f"{where}user {response.user_id}, model {response.model_version}"
     if response.fallback:
         title += " (popularity fallback)"
-    table = Table(title=title, title_justify="left")
+    console.print(title, soft_wrap=True, highlight=False, markup=False)
+    table = Table()
     table.add_column("rank", justify="right")
     table.add_column("item")
     table.add_column("score", justify="right")
     for rank, item in enumerate(response.items, start=1):
         table.add_row(str(rank), item.item_id, f"{item.score:.4f}")
     console.print(table)
-    return 0
 
 
 def read_user_ids(path: Path) -> list[str]:

@@ -57,7 +57,7 @@ def read_token(token_file: Path | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from serving.logs import configure_json_logging
     from serving.model import Limits
-    from serving.server import ServerOptions, serve
+    from serving.server import ServerOptions, serve, tls_credentials
     from serving.supervisor import serve_workers
 
     level = logging.INFO
@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for name, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if path is not None and not path.is_file():
             raise InputError(f"{name} file {path} not found")
+    if args.tls_cert is not None and args.tls_key is not None:
+        tls_credentials(args.tls_cert, args.tls_key)  # checked once here, so that no worker starts with a bad pair
     if args.max_k < 1 or args.max_batch < 1 or args.max_message_mb <= 0:
         raise InputError("--max-k, --max-batch and --max-message-mb must be positive")
     options = ServerOptions(

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from recsearch.errors import RecsearchError
+from recsearch.model_dir import USER_TOWER_INPUTS as INPUT_NAMES
+from recsearch.model_dir import user_tower_feed
 from recsearch.models.two_tower import TwoTowerModel
-
-INPUT_NAMES = ("user", "history", "history_mask")
 OUTPUT_NAME = "user_vectors"
 _OPSET = 17
 _TOLERANCE = 1e-4  # largest absolute difference allowed between torch and onnxruntime outputs
@@ -70,16 +70,20 @@ def export_user_tower(network: TwoTowerModel, *, n_check: int = 64, seed: int = 
     return data
 
 
+def declared_inputs(data: bytes) -> list[str]:
+    """Return the input names an exported user tower declares (the exporter drops unused ones)."""
+    import onnx
+
+    return [node.name for node in onnx.load_from_string(data).graph.input]
+
+
 def _check_against_torch(
     data: bytes, network: TwoTowerModel, user: torch.Tensor, history: torch.Tensor, history_mask: torch.Tensor
 ) -> None:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    (got,) = session.run(
-        [OUTPUT_NAME],
-        {"user": user.numpy(), "history": history.numpy(), "history_mask": history_mask.numpy()},
-    )
+    (got,) = session.run([OUTPUT_NAME], user_tower_feed(session, user.numpy(), history.numpy(), history_mask.numpy()))
     with torch.no_grad():
         expected = network.user_vectors(user, history, history_mask).numpy()
     difference = float(np.abs(got - expected).max())

@@ -22,7 +22,7 @@ from recsearch.data import Dataset, load_dataset
 from recsearch.data.layout import FEATURE_INDEX, FEATURE_VALUE, DatasetPaths
 from recsearch.errors import InputError
 from recsearch.export.index import IndexConfig, build_index
-from recsearch.export.onnx import INPUT_NAMES, OUTPUT_NAME, export_user_tower
+from recsearch.export.onnx import OUTPUT_NAME, declared_inputs, export_user_tower
 from recsearch.models.two_tower import TwoTowerModel
 from recsearch.train.api import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_trained_model
 
@@ -101,7 +101,7 @@ def export_model(run_dir: str | Path, out: str | Path, config: ExportConfig = Ex
         blobs[md.USER_TOWER] = export_user_tower(network)
         user_tower = {
             "file": md.USER_TOWER,
-            "inputs": list(INPUT_NAMES),
+            "inputs": declared_inputs(blobs[md.USER_TOWER]),
             "output": OUTPUT_NAME,
             "history_length": network.history_length,
             "unknown_user_index": network.n_users,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recsearch.datasets import SyntheticConfig, make_synthetic_dataset
@@ -22,6 +23,17 @@ HISTORY_MODEL = ModelConfig(
     loss=LossConfig(kind="sampled_softmax"),
 )
 MF_MODEL = ModelConfig.matrix_factorization(16)
+
+
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator, n_clusters: int = 32) -> np.ndarray:
+    """Return (n, dim) float32 vectors around random cluster centres, with norms that vary as learned embeddings' do.
+
+    Each call draws new centres, so user vectors drawn apart from item vectors point elsewhere,
+    which makes inner-product search harder than queries taken from the items themselves.
+    """
+    centres = rng.normal(size=(n_clusters, dim))
+    assignment = rng.integers(0, n_clusters, n)
+    return (centres[assignment] + 0.5 * rng.normal(size=(n, dim))).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +64,7 @@ def history_model_dir(history_run: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session")
 def mf_model_dir(mf_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The MF run with an HNSW index, forced by exact_below=0 on this small catalogue."""
+    """The MF run with an HNSW index, which --index auto would choose only for far larger catalogues."""
     out = tmp_path_factory.mktemp("models") / "mf-hnsw"
-    export_model(mf_run, out, ExportConfig(index=IndexConfig(exact_below=0)))
+    export_model(mf_run, out, ExportConfig(index=IndexConfig(kind="hnsw")))
     return out

@@ -11,6 +11,7 @@ from recsearch.data import load_dataset
 from recsearch.errors import InputError
 from recsearch.export import ExportConfig, IndexConfig, build_index, export_model, find_model_run, recall_at_k
 from recsearch.export.pipeline import last_items, user_item_history
+from recsearch.item_index import ItemIndex
 from recsearch.train import load_trained_model
 
 
@@ -84,7 +85,7 @@ def test_build_index_recall_matches_exact_search():
     exact = faiss.IndexFlatIP(16)
     exact.add(xb)
     _, I_exact = exact.search(xq, 10)
-    _, I = choice.index.search(xq, 10)
+    _, I = ItemIndex.from_manifest(choice.index, xb, choice.manifest()).search(xq, 10)
     assert recall_at_k(I, I_exact) == pytest.approx(choice.recall_at_10)
     assert choice.recall_at_10 >= 0.9
 
