@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from lightning.pytorch.callbacks import Callback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
@@ -23,7 +24,7 @@ from recsearch.models import estimate_size
 from recsearch.search import study as study_tools
 from recsearch.search.leaderboard import pareto_front, select_winner, write_leaderboard
 from recsearch.search.refit import RefitResult, refit_winner
-from recsearch.search.space import SearchSpace, default_space, load_space
+from recsearch.search.space import SearchSpace, default_space, load_space, space_from_json
 from recsearch.search.suggest import default_trial_params, suggest_config
 from recsearch.train import MONITOR, catalog_schema, train_model
 
@@ -34,6 +35,7 @@ _SIZE_ATTRIBUTES = {"params": "n_parameters", "bytes": "serving_bytes"}
 SEARCH_FILE = "search.json"
 TRIALS_DIR = "trials"
 WINNER_DIR = "winner"
+MAX_FAILURES_IN_A_ROW = 5  # failed trials in a row after which the search stops with an error
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class SearchResult:
 
 
 def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
-    space = default_space(tuple(dataset.item_features), dataset.n_items, len(dataset.train))
+    space = default_space(
+        tuple(dataset.item_features), dataset.n_items, len(dataset.train), sequence_encoders=torch.cuda.is_available()
+    )
     if config.space_file is not None:
         space = load_space(config.space_file, space)
     if config.max_epochs is not None:
@@ -118,6 +122,43 @@ def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
             f"it has: {', '.join(dataset.item_features) or 'none'}"
         )
     return space
+
+
+class _StopAfterFailures:
+    """Stop the study after ``limit`` failed trials in a row: a search whose every trial fails would never end."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self.tripped = False
+        self.last_error = ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.last_error = str(trial.user_attrs.get("error", "not recorded"))
+        if self.in_a_row >= self.limit:
+            self.tripped = True
+            study.stop()
+
+
+def _keep_study_params(study: optuna.Study, space: SearchSpace) -> SearchSpace:
+    """Keep the parameter ranges the study was created with; take the fixed values given now.
+
+    Optuna refuses a parameter whose range changes within a study, so a worker on
+    another kind of machine (a CPU worker joining GPU ones) or a resumed search with
+    another space file searches the study's ranges, with a warning.
+    """
+    recorded = study.user_attrs.get("space")
+    if not recorded or recorded.get("params") == space.to_json()["params"]:
+        return space
+    logger.warning(
+        "study %r was created with other parameter ranges than this invocation's; searching the study's "
+        "(start a new study with --study-name or another --out to search new ranges)", study.study_name,
+    )
+    return SearchSpace(params=space_from_json(recorded).params, fixed=space.fixed)
 
 
 class _KeepStopRequest(Callback):
@@ -164,6 +205,16 @@ def _objective(
     multi = len(config.objectives) > 1
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        try:
+            return run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            # Kept on the trial, so the leaderboard and a stopped search can report why it failed.
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+
+    def run_trial(trial: optuna.Trial) -> float | tuple[float, float]:
         from optuna_integration import PyTorchLightningPruningCallback
 
         run_config = suggest_config(trial, space)
@@ -257,6 +308,7 @@ def run_search(
     n_startup = max(3, min(10, (config.n_trials or 15) // 3))
     study = open_study(config, run_dir, n_startup, max_epochs)
     study.set_user_attr("data_dir", str(Path(data_dir).resolve()))
+    space = _keep_study_params(study, space)
     study.set_user_attr("space", space.to_json())
     if not study.trials:
         # Start from the default configuration, which is known to train well.
@@ -265,9 +317,10 @@ def run_search(
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     stopped_early = False
+    failures = _StopAfterFailures(MAX_FAILURES_IN_A_ROW)
     with study_tools.StopRequest() as stop:
         if config.n_trials is None or done < config.n_trials:
-            callbacks: list[Callable] = [stop.callback] + ([on_trial] if on_trial else [])
+            callbacks: list[Callable] = [stop.callback, failures] + ([on_trial] if on_trial else [])
             if config.n_trials is not None:
                 # Counted over the whole study, so resumed runs and other workers add up.
                 callbacks.append(MaxTrialsCallback(config.n_trials, states=finished_states))
@@ -281,6 +334,12 @@ def run_search(
         else:
             logger.info("study %r already has %d finished trials; nothing to run", config.study_name, done)
         stopped_early = stop.requested.is_set()
+    if failures.tripped:
+        raise InputError(
+            f"the last {MAX_FAILURES_IN_A_ROW} trials of study {config.study_name!r} failed, so the search stopped; "
+            f"the error of the last one: {failures.last_error}. Fix it (see the log above, and the search space "
+            "or data it names), then run the command again to continue the study"
+        )
 
     write_leaderboard(study, run_dir)
     winner = select_winner(study, config.select, config.tolerance)

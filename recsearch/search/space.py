@@ -109,17 +109,22 @@ def _param_json(param: Param) -> dict[str, Any]:
     return data
 
 
-def default_space(item_features: tuple[str, ...] = (), n_items: int = 0, n_train: int = 0) -> SearchSpace:
+def default_space(
+    item_features: tuple[str, ...] = (), n_items: int = 0, n_train: int = 0, sequence_encoders: bool = True
+) -> SearchSpace:
     """Return the default space for a dataset with these item features, catalogue and training sizes.
 
     Batch sizes grow with the training split, so that an epoch of a large log stays at
-    a few thousand optimizer steps and a trial fits a search budget.
+    a few thousand optimizer steps and a trial fits a search budget. ``sequence_encoders``
+    offers the GRU and self-attention history encoders, which cost 50 to 100 times the
+    mean pooling per batch on a CPU; the search offers them when a GPU is present.
     """
+    histories = ("none", "mean", "recency", "gru", "attention") if sequence_encoders else ("none", "mean", "recency")
     params: dict[str, Param] = {
         "model.embedding_dim": choice(16, 32, 64, 128),
         "model.user_tower.id_dim": int_param(8, 256, log=True),
         "model.item_tower.id_dim": int_param(8, 256, log=True),
-        "model.user_tower.history": choice("none", "mean", "recency", "gru", "attention"),
+        "model.user_tower.history": choice(*histories),
         "model.user_tower.history_length": int_param(5, 50, log=True),
         "model.user_tower.use_user_id": choice(True, False),
         "model.user_tower.recency_decay": float_param(0.5, 0.99),
@@ -180,6 +185,12 @@ def _parse_param(name: str, spec: Any) -> Param:
         return Param(kind, spec.get("low"), spec.get("high"), bool(spec.get("log", False)), spec.get("step"))
     except InputError as exc:
         raise InputError(f"search space parameter {name!r}: {exc}") from None
+
+
+def space_from_json(data: Mapping[str, Any]) -> SearchSpace:
+    """Rebuild a space from ``SearchSpace.to_json()``, e.g. the one a study recorded."""
+    params = {name: _parse_param(name, spec) for name, spec in (data.get("params") or {}).items()}
+    return SearchSpace(params=params, fixed=dict(data.get("fixed") or {}))
 
 
 def load_space(path: str | Path, base: SearchSpace) -> SearchSpace:

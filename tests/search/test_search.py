@@ -87,3 +87,33 @@ def test_search_command_rejects_bad_select(search_data, tmp_path, capsys):
     status = main(["search", str(search_data), "--out", str(tmp_path / "run"), "--select", "fastest"])
     assert status == 2
     assert "invalid --select 'fastest'" in capsys.readouterr().err
+
+
+def test_resumed_study_keeps_its_parameter_ranges(search_data, fast_space, tmp_path):
+    run_search(search_data, tmp_path / "run", SearchConfig(n_trials=1, space_file=fast_space, pruner="none"))
+    wider = tmp_path / "wider.toml"
+    # Another range for a parameter the study already has: Optuna would fail every new trial on it.
+    wider.write_text(fast_space.read_text(encoding="utf-8").replace("choices = [16, 32]", "choices = [8, 16, 32]"),
+                     encoding="utf-8")
+
+    second = run_search(search_data, tmp_path / "run", SearchConfig(n_trials=3, space_file=wider, pruner="none"))
+
+    assert second.counts["complete"] == 3
+    assert _states(tmp_path / "run") == ["COMPLETE"] * 3
+
+
+def test_search_whose_trials_all_fail_stops_with_their_error(search_data, tmp_path):
+    from recsearch.errors import InputError
+    from recsearch.search import runner
+
+    space = tmp_path / "broken.toml"
+    # Every trial's configuration is rejected, so no trial can ever finish.
+    space.write_text('[fixed]\n"model.loss.kind" = "no-such-loss"\n', encoding="utf-8")
+    try:
+        run_search(search_data, tmp_path / "run", SearchConfig(n_trials=2, space_file=space, pruner="none"))
+    except InputError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a search whose every trial fails must stop with an error")
+    assert "no-such-loss" in message
+    assert _states(tmp_path / "run") == ["FAIL"] * runner.MAX_FAILURES_IN_A_ROW

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from recsearch.errors import InputError
-from recsearch.search import build_config, default_space, load_space, suggest_config
+from recsearch.search import build_config, default_space, load_space, space_from_json, suggest_config
 
 
 def test_every_suggestion_is_valid():
@@ -80,3 +80,15 @@ def test_invalid_combination_named():
 def test_feature_dims_build_feature_list():
     config = build_config({"model.item_tower.features.brand.dim": 7})
     assert [(f.name, f.dim) for f in config.model.item_tower.features] == [("brand", 7)]
+
+
+def test_cpu_space_leaves_out_sequence_encoders():
+    cpu = default_space(sequence_encoders=False).params["model.user_tower.history"].choices
+    gpu = default_space(sequence_encoders=True).params["model.user_tower.history"].choices
+    assert set(cpu) == {"none", "mean", "recency"}
+    assert set(gpu) == set(cpu) | {"gru", "attention"}
+
+
+def test_space_survives_json():
+    space = default_space(("category",), n_items=2_000_000, n_train=500_000)
+    assert space_from_json(space.to_json()) == space
