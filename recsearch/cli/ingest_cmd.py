@@ -18,8 +18,8 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_ingest_options(parser: argparse.ArgumentParser) -> None:
-    """Add every ingestion option; `recsearch run` reuses them."""
+def add_ingest_options(parser: argparse.ArgumentParser, with_seed: bool = True) -> None:
+    """Add every ingestion option; `recsearch run` reuses them, with one --seed for split and search."""
     read = parser.add_argument_group("reading")
     read.add_argument("--format", choices=("csv", "tsv", "parquet", "ndjson"), help="input format (default: from the file name)")
     read.add_argument("--separator", help="field separator of text files, e.g. ',' '\\t' '::' (default: sniffed)")
@@ -69,7 +69,8 @@ def add_ingest_options(parser: argparse.ArgumentParser) -> None:
                          help="random/temporal: validation share (default: 0.1)")
     filters.add_argument("--test-cut", help="temporal: ISO date of the test cut instead of a quantile")
     filters.add_argument("--validation-cut", help="temporal: ISO date of the validation cut")
-    filters.add_argument("--seed", type=int, default=0, help="random split seed (default: 0)")
+    if with_seed:
+        filters.add_argument("--seed", type=int, default=0, help="random split seed (default: 0)")
 
 
 def ingest_config_from_args(args: argparse.Namespace, input_path: Path, out: Path):

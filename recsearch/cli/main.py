@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "recsearch.cli.generate_cmd",
     "recsearch.cli.train_cmd",
     "recsearch.cli.search_cmd",
+    "recsearch.cli.run_cmd",
     "recsearch.cli.demo_cmd",
     "recsearch.cli.export_cmd",
     "recsearch.cli.serve_cmd",
@@ -75,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except RecsearchError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        # Soft wrap keeps the message on one line, so paths and values in it stay whole for grep.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

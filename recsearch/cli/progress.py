@@ -42,7 +42,8 @@ def stage_progress(title: str, stages: Sequence[str]) -> Iterator[Callable[[str]
 def key_value_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
+    # Folded, never cut: paths and ids in a summary must stay whole to be copied.
+    table.add_column("value", overflow="fold")
     for key, value in rows:
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     return table

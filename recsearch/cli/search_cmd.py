@@ -60,7 +60,7 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--select", nargs="+", default=["best"], metavar="RULE",
                        help="winner rule: best (default) or smallest-within TOLERANCE (relative NDCG)")
     group.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: the space's, 20)")
-    group.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    group.add_argument("--seed", type=int, default=0, help="sampler seed; with `recsearch run` also the split seed (default: 0)")
     group.add_argument("--no-refit", action="store_true",
                        help="skip retraining the winner on train + validation and scoring it on test")
     group.add_argument("--no-final-model", action="store_true",
