@@ -1,10 +1,11 @@
 """The whole pipeline in one call: ingest, search (with refit and baselines), export and report.
 
-Each stage records its end in ``OUT/pipeline.json`` with a fingerprint of its
-settings (and, for ingestion, of the input files). Running the same pipeline again
-skips every stage whose fingerprint still matches and continues from the first one
-that does not. An unfinished search continues its Optuna study. A stage that runs
-again makes every later stage run again.
+Each stage records its end in ``OUT/pipeline.json`` with a fingerprint of its settings
+and of its input: the log's content for ingestion, the dataset's fingerprint for the
+search, and the record of the stage before for export and report. Running the same
+pipeline again skips every stage whose fingerprint still matches and whose files are
+still there. A search that has not reached its trial budget continues its Optuna
+study, and a search on a changed dataset starts afresh.
 
 Layout of ``OUT``::
 
@@ -26,7 +27,8 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,13 +37,17 @@ from typing import Any
 from recsearch.errors import InputError
 from recsearch.export import ExportConfig
 from recsearch.ingest import IngestConfig
+from recsearch.model_dir import sha256_of
 from recsearch.report import ReportConfig
 from recsearch.search import SearchConfig
+from recsearch.search.study import masked_url
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("ingest", "search", "export", "report")
 STATE_FILE = "pipeline.json"
+LOCK_FILE = ".lock"
+DATA_MARKER = "dataset.fingerprint"  # inside RUN_DIR: the dataset its study was scored on
 STATE_VERSION = 1
 DATA_DIR = "data"
 RUN_DIR = "run"
@@ -119,15 +125,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _input_signature(path: Path) -> list[tuple[str, int, int]]:
-    """Name, size and modification time of the input file, or of every file of an input folder."""
+def _content_digest(path: Path) -> list[tuple[str, str]]:
+    """Return the name and sha256 of the input file, or of every file of an input folder.
+
+    Content, not size and modification time: a touched file is the same log, and a file
+    copied with its time kept (cp -p, rsync -t) may be another one.
+    """
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
     elif path.exists():
         files = [path]
     else:
         raise InputError(f"input {path} not found; give a log file or a folder of log parts")
-    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return [(p.relative_to(path).as_posix() if path.is_dir() else p.name, sha256_of(p)) for p in files]
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -135,20 +145,25 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def stage_fingerprints(config: PipelineConfig) -> dict[str, str]:
-    """Fingerprint of each stage's own settings; a stage also reruns when an earlier one did."""
-    ingest = config.ingest
-    inputs = [_input_signature(ingest.input)]
-    for table in (ingest.items_file, ingest.users_file):
+def ingest_fingerprint(config: IngestConfig) -> str:
+    """Return the fingerprint of the ingestion settings and the content of every input file."""
+    inputs = [_content_digest(config.input)]
+    for table in (config.items_file, config.users_file):
         if table is not None:
-            inputs.append(_input_signature(table))
-    ingest_settings = dataclasses.replace(ingest, overwrite=False)
-    return {
-        "ingest": _fingerprint(ingest_settings, inputs),
-        "search": _fingerprint(config.search),
-        "export": _fingerprint(config.export),
-        "report": _fingerprint(config.report),
-    }
+            inputs.append(_content_digest(table))
+    settings = dataclasses.replace(config, input=Path("."), out=Path("."), overwrite=False)
+    return _fingerprint(settings, inputs)
+
+
+def search_fingerprint(config: SearchConfig, data_fingerprint: str) -> str:
+    """Return the fingerprint of the search settings that shape its result, the space file's text and the dataset.
+
+    The timeout and the heartbeat settings are left out: they change how long an
+    invocation searches, not what a finished search finds.
+    """
+    settings = dataclasses.replace(config, timeout=None, heartbeat_seconds=1, grace_seconds=2, space_file=None)
+    space_text = config.space_file.read_text(encoding="utf-8") if config.space_file is not None else None
+    return _fingerprint(settings, space_text, data_fingerprint)
 
 
 def read_state(out: Path) -> dict[str, Any]:
@@ -181,41 +196,70 @@ class _Pipeline:
         self.run_dir = out / RUN_DIR
         self.model_dir = self.run_dir / MODEL_DIR
         self.report_html = self.run_dir / REPORT_FILE
-        self.fingerprints = stage_fingerprints(config)
         self.state = read_state(out)
         self.records: dict[str, StageRecord] = {}
-        self.rerun_from: str | None = None  # the first stage this run executes
 
     def _notify(self, stage: str, event: str) -> None:
         if self.hooks.stage is not None:
             self.hooks.stage(stage, event)
 
-    def is_done(self, stage: str) -> bool:
-        if self.rerun_from is not None:
-            return False
+    def fingerprint(self, stage: str) -> str:
+        """Return the fingerprint of a stage's settings and of what the stage before it made.
+
+        Computed just before the stage, after the earlier ones ran: a stage reruns when
+        its input changed, not merely because an earlier stage ran again.
+        """
+        if stage == "ingest":
+            return ingest_fingerprint(self.config.ingest)
+        if stage == "search":
+            return search_fingerprint(self.config.search, self.data_fingerprint())
+        previous = self.records[STAGES[STAGES.index(stage) - 1]]
+        config = self.config.export if stage == "export" else self.config.report
+        return _fingerprint(config, previous.fingerprint, previous.finished_at)
+
+    def data_fingerprint(self) -> str:
+        manifest = json.loads((self.data_dir / "dataset.json").read_text(encoding="utf-8"))
+        return str(manifest["fingerprint"])
+
+    def outputs(self, stage: str) -> list[Path]:
+        """Return the files a finished stage leaves, whose absence makes it run again."""
+        if stage == "ingest":
+            return [self.data_dir / "dataset.json"]
+        if stage == "search":
+            files = [self.run_dir / "search.json", self.run_dir / "winner" / "model.pt"]
+            return files + ([self.run_dir / "evaluation.json"] if self.config.search.refit else [])
+        if stage == "export":
+            return [self.model_dir / "manifest.json"]
+        return [self.report_html.with_suffix(suffix) for suffix in (".html", ".json", ".md")]
+
+    def is_done(self, stage: str, fingerprint: str) -> bool:
         recorded = self.state["stages"].get(stage)
-        return bool(recorded) and recorded.get("fingerprint") == self.fingerprints[stage]
+        if not recorded or recorded.get("fingerprint") != fingerprint:
+            return False
+        missing = [path for path in self.outputs(stage) if not path.exists()]
+        if missing:
+            logger.warning("stage %s was done, but %s is missing; running it again", stage, missing[0])
+            return False
+        budget = self.config.search.n_trials
+        if stage == "search" and budget is not None and recorded["summary"].get("finished_trials", 0) < budget:
+            logger.info("the search has %d of %d trials; continuing it", recorded["summary"].get("finished_trials", 0), budget)
+            return False
+        return True
 
     def run_stage(self, stage: str, body: Callable[[], dict[str, Any]]) -> None:
-        if self.is_done(stage):
+        fingerprint = self.fingerprint(stage)
+        if self.is_done(stage, fingerprint):
             record = StageRecord(**{**self.state["stages"][stage], "skipped": True})
             self.records[stage] = record
             logger.info("stage %s already done (%s); skipping it", stage, record.finished_at)
             self._notify(stage, "skip")
             return
-        if self.rerun_from is None:
-            self.rerun_from = stage
-            # This stage and every later one run again: forget their old records first,
-            # so an interruption never leaves a later stage marked done on stale input.
-            for later in STAGES[STAGES.index(stage):]:
-                self.state["stages"].pop(later, None)
-            _write_state(self.out, self.state)
         self._notify(stage, "start")
         started = time.perf_counter()
         summary = body()
         record = StageRecord(
-            fingerprint=self.fingerprints[stage],
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            fingerprint=fingerprint,
+            finished_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             seconds=round(time.perf_counter() - started, 3),
             peak_rss_mib=round(peak_rss_mib(), 1),
             summary=summary,
@@ -232,16 +276,6 @@ class _Pipeline:
 
         config = dataclasses.replace(self.config.ingest, out=self.data_dir, overwrite=True)
         result = ingest(config, on_stage=self.hooks.ingest_step)
-        study_file = self.run_dir / "study.db"
-        if self.config.search.storage is None and study_file.exists():
-            # The old study scored configurations on the old data: start the search afresh.
-            logger.warning("the dataset changed; removing the old search in %s", self.run_dir)
-            shutil.rmtree(self.run_dir)
-        elif self.config.search.storage is not None:
-            logger.warning(
-                "the dataset was (re)written; study %r in %s continues, and its earlier trials "
-                "were scored on the data as it was then", self.config.search.study_name, self.config.search.storage,
-            )
         manifest = result.manifest
         return {
             "rows_read": result.report.rows_read,
@@ -254,23 +288,44 @@ class _Pipeline:
     def search(self) -> dict[str, Any] | None:
         from recsearch.search import run_search
 
+        self._forget_search_on_other_data()
         result = run_search(self.data_dir, self.run_dir, self.config.search, on_trial=self.hooks.trial)
         if result.stopped_early:
             return None
         summary: dict[str, Any] = {
             "trials": result.counts,
+            "finished_trials": result.counts.get("complete", 0) + result.counts.get("pruned", 0),
             "winner_trial": result.winner_number,
             "winner_validation_ndcg@10": result.winner_value,
         }
         if result.refit is not None:
             best = result.refit.best_baseline
             summary.update({
+                "winner_test_ndcg@10": result.refit.winner_test.get("ndcg@10"),
                 "refit_test_ndcg@10": result.refit.refit_test.get("ndcg@10"),
                 "best_baseline": best[0] if best else None,
                 "best_baseline_test_ndcg@10": best[1] if best else None,
                 "baselines_not_beaten": result.refit.not_beaten,
             })
         return summary
+
+    def _forget_search_on_other_data(self) -> None:
+        """Remove a study scored on another version of the dataset, so the search starts afresh on this one."""
+        marker = self.run_dir / DATA_MARKER
+        current = self.data_fingerprint()
+        previous = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+        if previous is not None and previous != current:
+            if self.config.search.storage is None:
+                logger.warning("the dataset changed; removing the search of the old one in %s", self.run_dir)
+                shutil.rmtree(self.run_dir)
+            else:
+                logger.warning(
+                    "the dataset changed; study %r in %s continues, and its earlier trials were scored on the old "
+                    "data (use another --study-name to start afresh)", self.config.search.study_name,
+                    masked_url(self.config.search.storage),
+                )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(current + "\n", encoding="utf-8")
 
     def export(self) -> dict[str, Any]:
         from recsearch.export import export_model
@@ -305,8 +360,38 @@ class _Pipeline:
 def run_pipeline(out: str | Path, config: PipelineConfig, hooks: PipelineHooks | None = None) -> PipelineResult:
     """Run every stage not yet done for ``config`` into ``out``; return where the results are."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pipeline = _Pipeline(out, config, hooks or PipelineHooks())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"output folder {out} is a file, or inside one; give a folder path to --out") from None
+    with _exclusive(out):
+        return _run_locked(out, config, hooks or PipelineHooks())
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` so that two pipelines never write the same folder."""
+    import fcntl
+
+    with (out / LOCK_FILE).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"another recsearch run is writing {out} (it locked {out / LOCK_FILE}); wait for it to end "
+                "or give another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_locked(out: Path, config: PipelineConfig, hooks: PipelineHooks) -> PipelineResult:
+    source = config.ingest.input.resolve()
+    if source.is_dir() and out.resolve().is_relative_to(source):
+        raise InputError(f"output folder {out} is inside the input folder {config.ingest.input}; put it elsewhere")
+    pipeline = _Pipeline(out, config, hooks)
     pipeline.run_stage("ingest", pipeline.ingest)
 
     def search() -> dict[str, Any]:

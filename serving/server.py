@@ -52,6 +52,9 @@ class ServerOptions:
     grace_seconds: float = 10.0  # time in-flight calls get to finish after SIGTERM
     metrics_port: int | None = None
     verify: bool = True  # check every file's sha256 at the first load
+    # SO_REUSEPORT, so the worker processes of `--workers N` share one port. Off for a single
+    # server, so that binding a port another server uses is an error instead of a silent split of traffic.
+    share_port: bool = False
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -107,7 +110,7 @@ async def start_server(options: ServerOptions, holder: ModelHolder) -> RunningSe
         options=[
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", options.max_message_bytes),
-            ("grpc.so_reuseport", 1),  # worker processes share one port
+            ("grpc.so_reuseport", 1 if options.share_port else 0),
         ],
     )
     pb_grpc.add_RecommenderServiceServicer_to_server(RecommenderServicer(holder), server)

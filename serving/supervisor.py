@@ -60,7 +60,7 @@ def serve_workers(options: ServerOptions, n_workers: int) -> int:
     load_model_dir(options.model_dir, verify=options.verify)  # fail here, once, on a bad artifact
     placeholder = reserve_port(options.host, options.port)
     port = placeholder.getsockname()[1]
-    options = replace(options, port=port)
+    options = replace(options, port=port, share_port=True)
 
     metrics_dir = None
     if options.metrics_port is not None:

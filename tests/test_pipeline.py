@@ -6,60 +6,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
-from optuna.trial import TrialState
 
 import recsearch
 from recsearch.cli.main import main
-from recsearch.datasets import SYNTHETIC_EVENT_WEIGHTS, SyntheticConfig, generate_clicklog, write_clicklog
+from recsearch.datasets import SYNTHETIC_EVENT_WEIGHTS
 from recsearch.errors import InputError
 from recsearch.pipeline import STAGES, STATE_FILE, PipelineHooks
 from recsearch.report import ReportConfig
 from recsearch.search import SearchConfig
-
-SPACE = """
-[params."model.embedding_dim"]
-choices = [16, 32]
-
-[params."model.user_tower.history"]
-choices = ["none"]
-
-[fixed]
-"train.max_epochs" = 2
-"train.patience" = 2
-"train.batch_size" = 512
-"""
-
-WEIGHTS = ",".join(f"{name}={weight:g}" for name, weight in SYNTHETIC_EVENT_WEIGHTS.items())
+from tests.pipeline_helpers import WEIGHTS, click_log, space  # noqa: F401  (fixtures)
+from tests.pipeline_helpers import cli as _cli
+from tests.pipeline_helpers import finished_trials as _finished_trials
+from tests.pipeline_helpers import state as _state
 
 
-@pytest.fixture(scope="module")
-def click_log(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("log") / "clicks.csv"
-    write_clicklog(generate_clicklog(SyntheticConfig(n_users=250, n_items=150, n_categories=8, n_brands=10, seed=3)), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def space(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("space") / "space.toml"
-    path.write_text(SPACE, encoding="utf-8")
-    return path
-
-
-def _cli(log: Path, out: Path, space: Path, *extra: str) -> list[str]:
-    return ["-q", "run", str(log), "--out", str(out), "--event-weights", WEIGHTS, "--space", str(space),
-            "--pruner", "none", "--resamples", "100", *extra]
-
-
-def _state(out: Path) -> dict:
-    return json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
-
-
-def _finished_trials(out: Path) -> int:
-    study = optuna.load_study(study_name="recsearch", storage=f"sqlite:///{out / 'run' / 'study.db'}")
-    return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +57,7 @@ def test_same_command_skips_every_stage(finished_run, click_log, space, capsys):
     assert capsys.readouterr().err.count("already done, skipped") == len(STAGES)
 
 
-def test_more_trials_continue_study(click_log, space, tmp_path):
+def test_more_trials_continue_study(click_log, space, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_cli(click_log, out, space, "--trials", "1", "--no-final-model")) == 0
     first = _state(out)
@@ -112,6 +73,8 @@ def test_more_trials_continue_study(click_log, space, tmp_path):
     assert second["stages"]["search"]["summary"]["trials"]["complete"] == 2
     # Export and report ran again on the new winner, though their own options did not change.
     assert all(path.stat().st_mtime_ns > mtime for path, mtime in zip(files, before))
+    # -q keeps Lightning's INFO tips out, even though Lightning resets its logger's level on import.
+    assert "litlogger" not in capsys.readouterr().err
 
 
 def test_interrupted_search_resumes(click_log, space, tmp_path):
@@ -176,3 +139,33 @@ def test_damaged_state_file_is_named(click_log, space, tmp_path, capsys):
     err = capsys.readouterr().err
     assert STATE_FILE in err
     assert "delete it" in err
+
+
+def test_serve_flag_serves_the_model(finished_run, click_log, space):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import grpc
+
+    from serving._proto.recsearch.v1 import recommender_pb2 as pb
+    from serving._proto.recsearch.v1 import recommender_pb2_grpc as pb_grpc
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "recsearch.cli.main", *_cli(click_log, finished_run, space, "--trials", "2"),
+               "--serve", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+            user = str(np.load(finished_run / "run" / "model" / "user_ids.npy", allow_pickle=False)[0])
+            response = pb_grpc.RecommenderServiceStub(channel).Recommend(pb.RecommendRequest(user_id=user, k=3), timeout=10)
+        assert len(response.items) == 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0
+    assert f'grpcurl -plaintext -d \'{{"user_id": "{user}", "k": 10}}\' 127.0.0.1:{port}' in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from recsearch.cli.progress import console
 from recsearch.cli.recommend_cmd import print_response
-from recsearch.cli.run_cmd import example_user, print_pipeline_summary, run_with_display
+from recsearch.cli.run_cmd import STOPPED_STATUS, example_user, print_pipeline_summary, run_with_display
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -41,7 +41,7 @@ def _handle(args: argparse.Namespace) -> int:
     result = run_with_display(out, config, args.verbose)
     if result.stopped_early:
         console.print("search stopped on request; run `recsearch demo` again to continue it")
-        return 0
+        return STOPPED_STATUS
     print_pipeline_summary(result)
     if not args.no_serve:
         serve_one_request(result.model_dir)

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -56,17 +57,22 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.WARNING
     elif verbose >= 2:
         level = logging.DEBUG
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=verbose >= 2, markup=False)],
-        force=True,
-    )
+    handler = RichHandler(console=console, show_path=verbose >= 2, markup=False)
     if verbose < 2:
-        # Third-party libraries log a lot at INFO; keep their warnings only.
-        for name in ("lightning", "lightning.pytorch", "optuna", "faiss"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # Third-party libraries log a lot at INFO; keep their warnings only. A filter on the
+        # handler, because Lightning sets its own logger back to INFO when it is imported.
+        handler.addFilter(_library_warnings_only)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
+    if verbose < 2:
+        # Lightning 2.6 warns about its own use of a deprecated torch class on every run; nothing to act on.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+_LIBRARIES = ("lightning", "lightning_fabric", "pytorch_lightning", "optuna", "faiss")
+
+
+def _library_warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] not in _LIBRARIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:

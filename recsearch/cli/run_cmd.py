@@ -13,6 +13,9 @@ from recsearch.cli.ingest_cmd import add_ingest_options, ingest_config_from_args
 from recsearch.cli.progress import console, key_value_table, stage_progress
 from recsearch.cli.search_cmd import add_search_options, search_config_from_args, search_progress
 
+# Exit status of a run stopped before its model exists, so `recsearch run ... && deploy` stops too.
+STOPPED_STATUS = 130
+
 _TITLES = {
     "ingest": "ingest the log",
     "search": "search configurations, refit the winner, score the baselines",
@@ -97,11 +100,14 @@ def print_pipeline_summary(result) -> None:
     if search is not None:
         summary = search.summary
         rows.append(("winner trial", summary.get("winner_trial")))
-        rows.append(("winner test NDCG@10 (refit)", _number(summary.get("refit_test_ndcg@10"))))
+        rows.append(("winner test NDCG@10 (trained on train)", _number(summary.get("winner_test_ndcg@10"))))
+        rows.append(("winner test NDCG@10 (refit on train + validation)", _number(summary.get("refit_test_ndcg@10"))))
         if summary.get("best_baseline"):
             rows.append((f"best baseline: {summary['best_baseline']}", _number(summary.get("best_baseline_test_ndcg@10"))))
             not_beaten = summary.get("baselines_not_beaten") or []
-            rows.append(("verdict", "beats every baseline" if not not_beaten else f"does not beat {', '.join(not_beaten)}"))
+            # Baselines are fitted on train only, so the fair comparison is the winner trained on train.
+            rows.append(("verdict (winner trained on train)",
+                         "beats every baseline" if not not_beaten else f"does not beat {', '.join(not_beaten)}"))
     export = result.stages.get("export")
     if export is not None:
         info = export.summary
@@ -142,7 +148,7 @@ def _handle(args: argparse.Namespace) -> int:
     result = run_with_display(args.out, config, args.verbose)
     if result.stopped_early:
         console.print("search stopped on request; run the same command again to continue it")
-        return 0
+        return STOPPED_STATUS
     print_pipeline_summary(result)
     if not args.serve:
         console.print(f"serve it with: recsearch serve {result.model_dir} --port {args.port}",

@@ -57,11 +57,14 @@ def inspect_time_column(frame: pl.LazyFrame, column: str, forced_unit: str | Non
     """
     numeric = pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
     stats = frame.head(INSPECTED_ROWS).select(
+        pl.len().alias("rows"),
         pl.col(column).is_not_null().sum().alias("present"),
         numeric.is_not_null().sum().alias("numeric"),
         numeric.abs().median().alias("median"),
     ).collect()
-    present, n_numeric, median = stats.row(0)
+    n_rows, present, n_numeric, median = stats.row(0)
+    if n_rows == 0:
+        raise InputError("the log contains no data rows, only a header or nothing; check the input file")
     if present == 0:
         raise InputError(
             f"the time column {column!r} is empty in the first {INSPECTED_ROWS:,} rows; "

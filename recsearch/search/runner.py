@@ -345,7 +345,9 @@ def run_search(
     winner = select_winner(study, config.select, config.tolerance)
     has_weights = _keep_winner(study, winner, run_dir, config.keep_trial_weights)
     refit = None
-    if config.refit and has_weights:
+    if stopped_early:
+        logger.info("search stopped on request: no refit and no baselines until it is run again")
+    elif config.refit and has_weights:
         refit = refit_winner(
             dataset, run_dir, run_dir / WINNER_DIR, winner.user_attrs.get("best_epoch"),
             final=config.final_model, baselines=config.baselines,
