@@ -231,8 +231,8 @@ def render(quality: dict[str, list], throughput: dict[str, float], seconds: floa
         "the ratio of a Lightning epoch to the plain epoch run right after it "
         f"({throughput['n_pairs']:,} training pairs per epoch; both loops draw the same batches from the same tensors; "
         f"goal: under 10%). {torch.get_num_threads()} torch threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; other processes shared the machine, "
-        "so single epochs vary. "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; the machine is shared with other "
+        "work at times, so single epochs vary. "
         "Goal for the epoch time: at most 0.5 s, a third of RecBole's 1.5 s reported on the same 2-core machine "
         "(not re-measured here).",
         END_MARKER,
