@@ -124,7 +124,8 @@ class ItemIndex:
         _, I = self.faiss_index.search(query, n_fetch)  # (B, n_fetch), ranked by the index's own distance
         D = self.exact_scores(xq, I)  # (B, n_fetch)
         order = np.argsort(-D, axis=1, kind="stable")[:, :k]  # (B, k)
-        return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+        rows = np.arange(len(order))[:, None]  # (B, 1), for indexing that costs less than take_along_axis
+        return D[rows, order], I[rows, order]
 
     def exact_scores(self, xq: np.ndarray, I: np.ndarray) -> np.ndarray:
         """Return the inner products (B, F) of each query with its candidates ``I``, and -inf where I is -1."""

@@ -35,6 +35,10 @@ class RecommenderServicer(pb_grpc.RecommenderServiceServicer):
     def __init__(self, holder: ModelHolder) -> None:
         self.holder = holder
         self._error_log = RateLimiter()
+        # The labelled children of the request metrics, looked up once: ``labels()`` takes a
+        # lock and builds its key on every call.
+        self._latency: dict[str, metrics.Histogram] = {}
+        self._requests: dict[tuple[str, grpc.StatusCode], metrics.Counter] = {}
 
     async def Recommend(self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext) -> pb.RecommendResponse:
         def answer(model: ServingModel) -> pb.RecommendResponse:
@@ -99,8 +103,7 @@ class RecommenderServicer(pb_grpc.RecommenderServiceServicer):
             logger.exception("%s failed on model %s", method, model.version, extra={"event": "error", "method": method})
             code, message = grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
         finally:
-            metrics.LATENCY.labels(method).observe(time.perf_counter() - started)
-            metrics.REQUESTS.labels(method, code.name).inc()
+            self._record(method, code, time.perf_counter() - started)
 
         if code is grpc.StatusCode.OK:
             if method == "Recommend" and response.fallback:
@@ -115,6 +118,16 @@ class RecommenderServicer(pb_grpc.RecommenderServiceServicer):
         self._log_error(method, code, message, model.version)
         await context.abort(code, message)
         raise AssertionError("context.abort returned")  # abort always raises
+
+    def _record(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        latency = self._latency.get(method)
+        if latency is None:
+            latency = self._latency[method] = metrics.LATENCY.labels(method)
+        requests = self._requests.get((method, code))
+        if requests is None:
+            requests = self._requests[method, code] = metrics.REQUESTS.labels(method, code.name)
+        latency.observe(seconds)
+        requests.inc()
 
     def _log_error(self, method: str, code: grpc.StatusCode, message: str, version: str) -> None:
         if code is grpc.StatusCode.INTERNAL:
