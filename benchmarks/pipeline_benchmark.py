@@ -123,6 +123,7 @@ def section(dataset: Dataset, out: Path, wall: float, latency: dict, args: argpa
     data = state["ingest"]["summary"]
     search = state["search"]["summary"]
     index = manifest["index"]
+
     lines = [
         f"### {dataset.name}",
         "",
@@ -134,24 +135,27 @@ def section(dataset: Dataset, out: Path, wall: float, latency: dict, args: argpa
         "| model (test split, full ranking, seen items excluded) | " + " | ".join(METRICS) + " |",
         "|---|" + "---:|" * len(METRICS),
     ]
+
     rows = [("winner, trained on train", evaluation["winner_test"]),
             ("winner refit on train + validation", evaluation["refit_test"])]
     rows += [(name, metrics) for name, metrics in evaluation["baselines"].items()]
     for name, metrics in rows:
         lines.append(f"| {name} | " + " | ".join(f"{metrics.get(m, float('nan')):.4f}" for m in METRICS) + " |")
+
     not_beaten = evaluation.get("baselines_not_beaten") or []
+    verdict = "it beats every baseline." if not not_beaten else f"it does not beat {', '.join(not_beaten)}."
     comparison = json.loads((out / "run" / "report.json").read_text(encoding="utf-8"))["comparison"]
     missing = [name for name in ("most_popular", "item_knn", "ease", "ials") if name not in evaluation["baselines"]]
     lines += [
         "",
-        "Verdict on NDCG@10 (the winner trained on train, like the baselines): " + ("it beats every baseline." if not not_beaten
-                                  else f"it does not beat {', '.join(not_beaten)}."),
+        f"Verdict on NDCG@10 (the winner trained on train, like the baselines): {verdict}",
         f"The report's bootstrap test over {comparison['n_users']:,} test users: {comparison['verdict']}"
         + (f" Not run: {', '.join(missing)} (see the run's log for why)." if missing else ""),
         "",
         "| stage | seconds | peak memory of the process so far (MiB) |",
         "|---|---:|---:|",
     ]
+
     for stage, record in state.items():
         lines.append(f"| {stage} | {record['seconds']:,.1f} | {record['peak_rss_mib']:,.0f} |")
     lines += [
@@ -166,6 +170,7 @@ def section(dataset: Dataset, out: Path, wall: float, latency: dict, args: argpa
         "| request | p50 (ms) | p99 (ms) |",
         "|---|---:|---:|",
     ]
+
     for kind, figures in latency.items():
         lines.append(f"| {kind} | {figures['p50']:.2f} | {figures['p99']:.2f} |")
     return "\n".join(lines)

@@ -161,7 +161,9 @@ def search_fingerprint(config: SearchConfig, data_fingerprint: str) -> str:
     The timeout and the heartbeat settings are left out: they change how long an
     invocation searches, not what a finished search finds.
     """
-    settings = dataclasses.replace(config, timeout=None, heartbeat_seconds=1, grace_seconds=2, space_file=None)
+    settings = _jsonable(config)
+    for name in ("timeout", "heartbeat_seconds", "grace_seconds", "space_file"):
+        settings.pop(name)
     space_text = config.space_file.read_text(encoding="utf-8") if config.space_file is not None else None
     return _fingerprint(settings, space_text, data_fingerprint)
 

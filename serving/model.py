@@ -414,10 +414,10 @@ class ServingModel:
             keep &= ~_is_banned(I, banned)
         if allowed is not None:
             keep &= allowed[np.maximum(I, 0)]
-        kept = np.flatnonzero(keep)[:k]
-        if len(kept) < k and len(I) < self.n_items:
+        allowed_rows = np.flatnonzero(keep)[:k]
+        if len(allowed_rows) < k and len(I) < self.n_items:
             return None
-        return I[kept].astype(np.int64), D[kept]
+        return I[allowed_rows].astype(np.int64), D[allowed_rows]
 
     def _exact(
         self, vector: np.ndarray, k: int, banned: np.ndarray, allowed: np.ndarray | None
@@ -441,9 +441,9 @@ class ServingModel:
             keep = ~_is_banned(candidates, banned) if len(banned) else np.ones(len(candidates), dtype=bool)
             if allowed is not None:
                 keep &= allowed[candidates]
-            kept = np.flatnonzero(keep)[:k]
-            if len(kept) == k or fetch >= self.n_items:
-                return candidates[kept].astype(np.int64), np.asarray(shares[kept], dtype=np.float32)
+            allowed_rows = np.flatnonzero(keep)[:k]
+            if len(allowed_rows) == k or fetch >= self.n_items:
+                return candidates[allowed_rows].astype(np.int64), np.asarray(shares[allowed_rows], dtype=np.float32)
             fetch = min(self.n_items, fetch * 4)
 
     def _warm_up(self) -> None:

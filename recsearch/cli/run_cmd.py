@@ -16,6 +16,7 @@ from recsearch.cli.search_cmd import add_search_options, search_config_from_args
 # Exit status of a run stopped before its model exists, so `recsearch run ... && deploy` stops too.
 STOPPED_STATUS = 130
 
+# The pipeline's stages in order, with what each does; kept here so that `recsearch --help` imports no torch.
 _TITLES = {
     "ingest": "ingest the log",
     "search": "search configurations, refit the winner, score the baselines",
@@ -42,7 +43,7 @@ class StageDisplay:
             self._trial(study, trial)
 
     def stage(self, stage: str, event: str) -> None:
-        number = f"[{('ingest', 'search', 'export', 'report').index(stage) + 1}/4]"
+        number = f"[{list(_TITLES).index(stage) + 1}/{len(_TITLES)}]"
         if event == "skip":
             console.print(f"{number} {stage}: already done, skipped")
             return
@@ -165,8 +166,9 @@ def serve_model(model_dir: Path, host: str, port: int, workers: int) -> int:
 
     options = ServerOptions(model_dir=model_dir, host=host, port=port, limits=Limits())
     console.print(f"serving {model_dir} on {host}:{port}; try it with:")
-    console.print(grpcurl_line(f"{host}:{port}", example_user(model_dir)), soft_wrap=True, highlight=False, markup=False)
-    console.print(f"or: recsearch recommend --addr {host}:{port} --user {example_user(model_dir)}",
+    user = example_user(model_dir)
+    console.print(grpcurl_line(f"{host}:{port}", user), soft_wrap=True, highlight=False, markup=False)
+    console.print(f"or: recsearch recommend --addr {host}:{port} --user {user}",
                   soft_wrap=True, highlight=False, markup=False)
     if workers == 1:
         return serve(options)

@@ -102,7 +102,7 @@ def test_resumed_study_keeps_its_parameter_ranges(search_data, fast_space, tmp_p
     assert _states(tmp_path / "run") == ["COMPLETE"] * 3
 
 
-def test_search_whose_trials_all_fail_stops_with_their_error(search_data, tmp_path):
+def test_failing_trials_stop_search(search_data, tmp_path):
     from recsearch.errors import InputError
     from recsearch.search import runner
 
