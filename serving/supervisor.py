@@ -28,16 +28,14 @@ _START_TIMEOUT = 300.0  # seconds a worker may take to load the model and bind
 
 def _worker_main(options: ServerOptions, number: int, ready, log_level: int) -> None:
     """Entry point of one worker process (started with the spawn method, so nothing is inherited)."""
-    import asyncio
-
     from serving.holder import ModelHolder
-    from serving.server import configure_threads, run_until_stopped
+    from serving.server import configure_threads, run_event_loop, run_until_stopped
 
     configure_json_logging(log_level)
     configure_threads()
     # The supervisor verified every checksum before starting the workers.
     holder = ModelHolder(options.model_dir, limits=options.limits, verify=False)
-    asyncio.run(run_until_stopped(options, holder, on_started=lambda port: ready.set()))
+    run_event_loop(run_until_stopped(options, holder, on_started=lambda port: ready.set()))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

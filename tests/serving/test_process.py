@@ -111,6 +111,8 @@ def test_workers_share_one_port(history_model_dir):
         assert process.wait(timeout=60) == 0
     worker_starts = [e for e in events if e.get("event") == "start" and "workers" not in e]
     assert len({e["pid"] for e in worker_starts}) == 2
+    # uvloop is a dependency on Linux and macOS: every worker's event loop is uvloop's.
+    assert {e["event_loop"] for e in worker_starts} == {"uvloop"}
 
 
 def test_serve_rejects_corrupted_model(history_model_dir, tmp_path):
