@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_index_options(parser: argparse.ArgumentParser) -> None:
     """Add the index options; `recsearch run` reuses them."""
     group = parser.add_argument_group("index")
-    group.add_argument("--index", default="auto", choices=("auto", "flat", "ivfflat", "hnsw", "ivfpq"),
-                       help="item index kind (default: auto, exact up to --exact-below items, else IVF-Flat)")
+    group.add_argument("--index", default="auto", choices=("auto", "flat", "ivfsq8", "ivfflat", "hnsw", "ivfpq"),
+                       help="item index kind (default: auto, exact up to --exact-below items, else IVF-SQ8)")
     group.add_argument("--exact-below", type=int, default=50_000, metavar="N",
                        help="catalogues up to N items get the exact flat index with --index auto (default: 50000)")
     group.add_argument("--target-recall", type=float, default=0.95,
@@ -41,7 +41,7 @@ def add_index_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--recall-queries", type=int, default=1_000, metavar="N",
                        help="user vectors sampled to measure recall and latency (default: 1000)")
     group.add_argument("--max-index-mb", type=float, metavar="MB",
-                       help="memory budget of the index; with --index auto, IVF-PQ is chosen when IVF-Flat exceeds it")
+                       help="memory budget of the index; with --index auto, IVF-PQ is chosen when IVF-SQ8 exceeds it")
 
 
 def index_config_from_args(args: argparse.Namespace):

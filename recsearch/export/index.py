@@ -20,12 +20,19 @@ import faiss
 import numpy as np
 
 from recsearch.errors import InputError
-from recsearch.item_index import MIPS_TO_L2, ItemIndex, index_dim, mips_to_l2_items, set_search_params
+from recsearch.item_index import (
+    MIPS_TO_L2,
+    MIPS_TO_L2_X8,
+    ItemIndex,
+    index_dim,
+    set_search_params,
+    transform_items,
+)
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["auto", "flat", "ivfflat", "hnsw", "ivfpq"]
-INDEX_KINDS = ("auto", "flat", "ivfflat", "hnsw", "ivfpq")
+IndexKind = Literal["auto", "flat", "ivfsq8", "ivfflat", "hnsw", "ivfpq"]
+INDEX_KINDS = ("auto", "flat", "ivfsq8", "ivfflat", "hnsw", "ivfpq")
 RECALL_K = 10
 _LATENCY_QUERIES = 200  # single-query searches timed for the latency percentiles
 # k-means, and so IVF training, needs at least 39 training points per centroid, or FAISS warns.
@@ -39,10 +46,11 @@ _TRAIN_POINTS_PER_LIST = 64  # IVF coarse quantizer training sample, per list
 class IndexConfig:
     """Options of the item index choice and its tuning."""
 
-    # "auto": flat up to exact_below items, else IVF-Flat, or IVF-PQ when IVF-Flat exceeds
-    # max_index_bytes. On the clustered vectors of benchmarks/serving_benchmark.py (D = 64,
-    # one thread of a 2-core x86 VM), IVF-Flat over the MIPS-to-L2 reduction reached recall@10
-    # 0.96 in about 0.09 ms per query at 100,000 items and 0.26 ms at 1,000,000. HNSW took
+    # "auto": flat up to exact_below items, else IVF-SQ8, or IVF-PQ when IVF-SQ8 exceeds
+    # max_index_bytes. On the clustered vectors of benchmarks/serving_benchmark.py at 1,000,000
+    # items (D = 64, one thread of a 2-core x86 VM), IVF-SQ8 and IVF-Flat over the MIPS-to-L2
+    # reduction both reached recall@10 0.96 probing 48 of 4,000 lists, in 264 and 523 µs per
+    # query (500 different queries): the 8-bit codes read a quarter of the memory. HNSW took
     # about 1 ms at 100,000 items, and at 1,000,000 stayed below 0.5 even at efSearch 768.
     kind: IndexKind = "auto"
     # Catalogues up to this size get the exact IndexFlatIP. One exact query reads
@@ -50,7 +58,7 @@ class IndexConfig:
     exact_below: int = 50_000
     target_recall: float = 0.95  # recall@10 against exact search that an approximate index must reach
     n_queries: int = 1_000  # user vectors sampled to measure recall and latency
-    # Build IVF-Flat and HNSW over the MIPS-to-L2 reduction of the item vectors (see
+    # Build IVF-SQ8, IVF-Flat and HNSW over the MIPS-to-L2 reduction of the item vectors (see
     # recsearch.item_index); False keeps the inner-product metric. IVF-PQ always keeps it,
     # because its sub-quantizer count must divide the dimension, and D + 1 rarely allows one.
     mips_to_l2: bool = True
@@ -60,9 +68,11 @@ class IndexConfig:
     hnsw_m: tuple[int, ...] = (32, 48)  # graph degrees tried in order, the next only when the target is missed
     hnsw_ef_construction: int = 128
     hnsw_ef_search: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-    # IVF-PQ candidates per result whose exact inner products the search recomputes, tried in order.
+    # IVF-SQ8 and IVF-PQ candidates per result whose exact inner products the search
+    # recomputes, tried in order for each nprobe.
+    ivfsq8_rerank: tuple[int, ...] = (1, 2, 4)
     ivfpq_rerank: tuple[int, ...] = (1, 2, 4, 8, 16)
-    # Memory the index may use, or None for no limit. "auto" picks IVF-PQ when IVF-Flat would exceed it.
+    # Memory the index may use, or None for no limit. "auto" picks IVF-PQ when IVF-SQ8 would exceed it.
     max_index_bytes: int | None = None
     seed: int = 0
 
@@ -81,7 +91,7 @@ class IndexConfig:
             raise InputError(f"ivf_nlist must be at least 1, got {self.ivf_nlist}")
         if self.hnsw_ef_construction < 1:
             raise InputError(f"hnsw_ef_construction must be at least 1, got {self.hnsw_ef_construction}")
-        for name in ("ivf_nprobe", "hnsw_m", "hnsw_ef_search", "ivfpq_rerank"):
+        for name in ("ivf_nprobe", "hnsw_m", "hnsw_ef_search", "ivfsq8_rerank", "ivfpq_rerank"):
             values = getattr(self, name)
             if not values or min(values) < 1:
                 raise InputError(f"{name} must list at least one value, all at least 1, got {values}")
@@ -99,7 +109,7 @@ class IndexChoice:
     exact_latency_us: dict[str, float]
     n_queries: int
     tried: list[dict[str, Any]] = field(default_factory=list)
-    transform: str | None = None  # None, or MIPS_TO_L2 when the index contains transformed item vectors
+    transform: str | None = None  # None, or the reduction (MIPS_TO_L2, MIPS_TO_L2_X8) of the vectors the index contains
     build_seconds: float = 0.0  # building the chosen index, training included, on the exporting machine
 
     def manifest(self) -> dict[str, Any]:
@@ -145,8 +155,8 @@ def build_index(xb: np.ndarray, xq: np.ndarray, config: IndexConfig) -> IndexCho
     kind = choose_kind(n_items, dim, config)
     if kind == "flat":
         return IndexChoice(flat, "flat", {}, 1.0, exact_latency, exact_latency, len(xq), build_seconds=flat_seconds)
-    if kind == "ivfflat":
-        return _tune_ivfflat(xb, xq, I_exact, exact_latency, config)
+    if kind in ("ivfsq8", "ivfflat"):
+        return _tune_ivf(xb, xq, I_exact, exact_latency, config, kind)
     if kind == "hnsw":
         return _tune_hnsw(xb, xq, I_exact, exact_latency, config)
     return _tune_ivfpq(xb, xq, I_exact, exact_latency, config)
@@ -159,9 +169,9 @@ def choose_kind(n_items: int, dim: int, config: IndexConfig) -> str:
     if n_items <= config.exact_below:
         return "flat"
     n_lists = ivf_list_count(n_items, config)
-    if config.max_index_bytes is not None and ivfflat_bytes(n_items, dim, n_lists) > config.max_index_bytes:
+    if config.max_index_bytes is not None and ivfsq8_bytes(n_items, dim, n_lists) > config.max_index_bytes:
         return "ivfpq"
-    return "ivfflat"
+    return "ivfsq8"
 
 
 def ivf_list_count(n_items: int, config: IndexConfig) -> int:
@@ -174,6 +184,12 @@ def ivf_list_count(n_items: int, config: IndexConfig) -> int:
 def ivfflat_bytes(n_items: int, dim: int, n_lists: int) -> int:
     """Estimate an IVF-Flat index's memory over the MIPS-to-L2 reduction: vectors, int64 ids and centroids."""
     return n_items * (4 * (dim + 1) + 8) + n_lists * 4 * (dim + 1)
+
+
+def ivfsq8_bytes(n_items: int, dim: int, n_lists: int) -> int:
+    """Estimate an IVF-SQ8 index's memory over the padded MIPS-to-L2 reduction: codes, int64 ids and centroids."""
+    width = index_dim(dim, MIPS_TO_L2_X8)
+    return n_items * (width + 8) + n_lists * 4 * width
 
 
 def search_latency_us(index: ItemIndex, xq: np.ndarray) -> dict[str, float]:
@@ -253,31 +269,42 @@ def _train_sample(vectors: np.ndarray, n_lists: int, config: IndexConfig) -> np.
     return vectors[np.sort(rng.choice(n_items, n_train, replace=False))]
 
 
-def _tune_ivfflat(
-    xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, exact_latency: dict[str, float], config: IndexConfig
+def _tune_ivf(
+    xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, exact_latency: dict[str, float], config: IndexConfig,
+    kind: str,
 ) -> IndexChoice:
+    """Build IVF-Flat or IVF-SQ8 (``kind``) and probe more lists until the target recall is reached."""
     started = time.perf_counter()
-    transform = MIPS_TO_L2 if config.mips_to_l2 else None
-    vectors = mips_to_l2_items(xb)[0] if transform else xb  # (n_items, index D)
+    reduction = MIPS_TO_L2_X8 if kind == "ivfsq8" else MIPS_TO_L2
+    transform = reduction if config.mips_to_l2 else None
+    vectors = transform_items(xb, transform)  # (n_items, index D)
     dim = index_dim(xb.shape[1], transform)
     n_lists = ivf_list_count(len(xb), config)
-    if transform:
-        quantizer = faiss.IndexFlatL2(dim)
-        faiss_index = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_L2)
+    metric = faiss.METRIC_L2 if transform else faiss.METRIC_INNER_PRODUCT
+    quantizer = faiss.IndexFlatL2(dim) if transform else faiss.IndexFlatIP(dim)
+    if kind == "ivfsq8":
+        faiss_index = faiss.IndexIVFScalarQuantizer(quantizer, dim, n_lists, faiss.ScalarQuantizer.QT_8bit, metric)
+        name, rerank_factors = "IVF-SQ8", config.ivfsq8_rerank
     else:
-        quantizer = faiss.IndexFlatIP(dim)
-        faiss_index = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_INNER_PRODUCT)
+        faiss_index = faiss.IndexIVFFlat(quantizer, dim, n_lists, metric)
+        name, rerank_factors = "IVF-Flat", None
     faiss_index.train(_train_sample(vectors, n_lists, config))
     faiss_index.add(vectors)
     build_seconds = time.perf_counter() - started
-    logger.info("built IVF-Flat with %d lists over %d items in %.1f s", n_lists, len(xb), build_seconds)
+    logger.info("built %s with %d lists over %d items in %.1f s", name, n_lists, len(xb), build_seconds)
 
-    index = ItemIndex(faiss_index, xb, kind="ivfflat", transform=transform)
-    # Probing every list scans every item, which makes IVF-Flat exact: the target is always reached.
-    settings = [{"nprobe": nprobe} for nprobe in config.ivf_nprobe if nprobe < n_lists] + [{"nprobe": n_lists}]
+    index = ItemIndex(faiss_index, xb, kind=kind, transform=transform)
+    # Probing every list makes IVF-Flat exact, so its target is always reached. The 8-bit
+    # codes rank candidates approximately, so each nprobe is also tried with more
+    # candidates re-scored exactly before more lists are probed.
+    nprobes = [nprobe for nprobe in config.ivf_nprobe if nprobe < n_lists] + [n_lists]
+    if rerank_factors is None:
+        settings = [{"nprobe": nprobe} for nprobe in nprobes]
+    else:
+        settings = [{"nprobe": nprobe, "rerank_factor": factor} for nprobe in nprobes for factor in rerank_factors]
     sweep = _sweep(index, settings, xq, I_exact, config)
     if not sweep.reached:
-        _warn_missed("IVF-Flat", config, sweep.recall, sweep.params)
+        _warn_missed(name, config, sweep.recall, sweep.params)
     return _choice(index, {"nlist": n_lists}, sweep, xq, exact_latency, sweep.tried, build_seconds)
 
 
@@ -285,7 +312,7 @@ def _tune_hnsw(
     xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, exact_latency: dict[str, float], config: IndexConfig
 ) -> IndexChoice:
     transform = MIPS_TO_L2 if config.mips_to_l2 else None
-    vectors = mips_to_l2_items(xb)[0] if transform else xb  # (n_items, index D)
+    vectors = transform_items(xb, transform)  # (n_items, index D)
     metric = faiss.METRIC_L2 if transform else faiss.METRIC_INNER_PRODUCT
     tried: list[dict[str, Any]] = []
     best: tuple[_Sweep, ItemIndex, dict[str, Any], float] | None = None

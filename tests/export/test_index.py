@@ -6,8 +6,8 @@ import pytest
 
 from recsearch.errors import InputError
 from recsearch.export import IndexConfig, build_index, recall_at_k
-from recsearch.export.index import choose_kind, ivf_list_count, ivfflat_bytes
-from recsearch.item_index import MIPS_TO_L2, ItemIndex, mips_to_l2_items, mips_to_l2_queries
+from recsearch.export.index import choose_kind, ivf_list_count, ivfsq8_bytes
+from recsearch.item_index import MIPS_TO_L2, MIPS_TO_L2_X8, ItemIndex, mips_to_l2_items, mips_to_l2_queries
 from tests.export.fixtures import clustered_vectors
 
 DIM = 16
@@ -48,25 +48,41 @@ def test_mips_to_l2_keeps_inner_product_order(vectors):
     assert recall_at_k(I, exact_top_k(xb, xq)) == pytest.approx(1.0)
 
 
-def test_auto_picks_ivfflat_over_exact_below(vectors):
+def test_padded_reduction_adds_zero_coordinates(vectors):
+    xb, xq = vectors
+    padded, max_norm = mips_to_l2_items(xb, 24)
+    plain, same_norm = mips_to_l2_items(xb)
+    assert padded.shape == (len(xb), 24)
+    assert max_norm == same_norm
+    np.testing.assert_array_equal(padded[:, : DIM + 1], plain)
+    assert not padded[:, DIM + 1 :].any()
+    queries = mips_to_l2_queries(xq, 24)
+    np.testing.assert_array_equal(queries[:, :DIM], xq)
+    assert not queries[:, DIM:].any()
+
+
+def test_auto_picks_ivfsq8_over_exact_below(vectors):
     xb, xq = vectors
     choice = build_index(xb, xq, IndexConfig(exact_below=1_000))
     manifest = choice.manifest()
-    assert manifest["kind"] == "ivfflat"
-    assert manifest["transform"] == MIPS_TO_L2
+    assert manifest["kind"] == "ivfsq8"
+    assert manifest["transform"] == MIPS_TO_L2_X8
+    assert choice.index.d == 24  # D + 1 = 17, padded to a multiple of 8
     assert manifest["params"]["nlist"] == ivf_list_count(len(xb), IndexConfig())
-    assert manifest["params"]["nprobe"] in [row["nprobe"] for row in manifest["tried"]]
+    chosen = {key: manifest["params"][key] for key in ("nprobe", "rerank_factor")}
+    assert chosen in [{key: row[key] for key in chosen} for row in manifest["tried"]]
     assert manifest["search_latency_us"]["p50"] > 0
     assert manifest["build_seconds"] > 0
 
 
-@pytest.mark.parametrize("kind", ["ivfflat", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivfsq8", "ivfflat", "hnsw"])
 @pytest.mark.parametrize("mips_to_l2", [True, False])
 def test_approximate_index_reaches_target_recall(vectors, kind, mips_to_l2):
     xb, xq = vectors
     choice = build_index(xb, xq, IndexConfig(kind=kind, exact_below=0, mips_to_l2=mips_to_l2))
     assert choice.kind == kind
-    assert choice.transform == (MIPS_TO_L2 if mips_to_l2 else None)
+    reduction = MIPS_TO_L2_X8 if kind == "ivfsq8" else MIPS_TO_L2
+    assert choice.transform == (reduction if mips_to_l2 else None)
     assert choice.recall_at_10 >= 0.95
 
     # The recall recorded is the one a fresh load of the serialised index reaches.
@@ -76,7 +92,7 @@ def test_approximate_index_reaches_target_recall(vectors, kind, mips_to_l2):
     assert recall_at_k(I, exact_top_k(xb, xq)) == pytest.approx(choice.recall_at_10)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivfflat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivfsq8", "ivfflat", "hnsw"])
 def test_search_scores_are_exact_inner_products(vectors, kind):
     xb, xq = vectors
     index = wrap(build_index(xb, xq, IndexConfig(kind=kind)), xb)
@@ -104,7 +120,7 @@ def test_ivfpq_under_memory_limit_reranks_exactly():
     rng = np.random.default_rng(1)
     xb = clustered_vectors(10_000, DIM, rng)
     xq = clustered_vectors(200, DIM, rng)
-    limit = ivfflat_bytes(len(xb), DIM, ivf_list_count(len(xb), IndexConfig())) - 1
+    limit = ivfsq8_bytes(len(xb), DIM, ivf_list_count(len(xb), IndexConfig())) - 1
     config = IndexConfig(exact_below=0, max_index_bytes=limit)
     assert choose_kind(len(xb), DIM, config) == "ivfpq"
 

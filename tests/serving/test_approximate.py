@@ -9,7 +9,7 @@ import pytest
 from recsearch import model_dir as md
 from recsearch.errors import ModelDirError
 from recsearch.export import IndexConfig, recall_at_k
-from recsearch.item_index import MIPS_TO_L2
+from recsearch.item_index import MIPS_TO_L2, MIPS_TO_L2_X8
 from serving.model import ServingModel
 from serving.server import BackgroundServer, ServerOptions
 from tests.export.fixtures import clustered_vectors
@@ -20,7 +20,8 @@ K = 10
 N_USERS = 200
 
 CONFIGS = {
-    "ivfflat": IndexConfig(exact_below=0),
+    "ivfsq8": IndexConfig(exact_below=0),
+    "ivfflat": IndexConfig(kind="ivfflat"),
     "hnsw": IndexConfig(kind="hnsw"),
     # IVF-PQ needs 39 * 256 items to train its codebooks.
     "ivfpq": IndexConfig(kind="ivfpq"),
@@ -61,7 +62,7 @@ def exact_scores(arrays, users):
 def test_manifest_records_chosen_index(vector_model):
     index = md.read_manifest(vector_model)["index"]
     assert index["kind"] == vector_model.name
-    assert index["transform"] == (None if index["kind"] == "ivfpq" else MIPS_TO_L2)
+    assert index["transform"] == {"ivfpq": None, "ivfsq8": MIPS_TO_L2_X8}.get(index["kind"], MIPS_TO_L2)
     assert index["recall_at_10"] >= 0.95
     assert set(index["search_latency_us"]) == {"p50", "p99"}
     assert index["tried"]
