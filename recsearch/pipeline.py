@@ -389,10 +389,26 @@ def _exclusive(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _remove_staging_leftovers(out: Path) -> None:
+    """Delete the staging folders that a killed ingestion or export left in ``out``.
+
+    Both stages write into a hidden ``.NAME.tmp-*`` folder and rename it into place, so a
+    process killed before the rename leaves it behind. The caller holds the lock on ``out``,
+    so no other run is writing them.
+    """
+    leftovers = [*out.glob(f".{DATA_DIR}.tmp-*"), *(out / RUN_DIR).glob(f".{MODEL_DIR}.tmp-*")]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    if leftovers:
+        logger.info("removed %d staging folders left by an interrupted run: %s",
+                    len(leftovers), ", ".join(str(path) for path in leftovers))
+
+
 def _run_locked(out: Path, config: PipelineConfig, hooks: PipelineHooks) -> PipelineResult:
     source = config.ingest.input.resolve()
     if source.is_dir() and out.resolve().is_relative_to(source):
         raise InputError(f"output folder {out} is inside the input folder {config.ingest.input}; put it elsewhere")
+    _remove_staging_leftovers(out)
     pipeline = _Pipeline(out, config, hooks)
     pipeline.run_stage("ingest", pipeline.ingest)
 

@@ -201,6 +201,25 @@ def test_interrupted_export_resumes(click_log, tmp_path, space):
     assert result.report_html.is_file()
 
 
+def test_killed_stage_leftovers_are_removed(click_log, space, tmp_path):
+    # A stage killed before renaming its staging folder into place leaves it behind.
+    out = tmp_path / "out"
+    assert main(_cli(click_log, out, space, "--trials", "1")) == 0
+    leftovers = [out / ".data.tmp-k1ll3d", out / "run" / ".model.tmp-k1ll3d"]
+    for path in leftovers:
+        path.mkdir()
+        (path / "part.parquet").write_bytes(b"partial")
+    unrelated = out / "notes"
+    unrelated.mkdir()
+    assert main(_cli(click_log, out, space, "--trials", "1")) == 0
+
+    for path in leftovers:
+        assert not path.exists()
+    assert unrelated.is_dir()
+    assert (out / "data" / "dataset.json").is_file()
+    assert (out / "run" / "model" / "manifest.json").is_file()
+
+
 def test_stop_request_skips_refit(click_log, space, tmp_path):
     # SIGTERM stops the search after the running trial. The refit, the final model and the
     # baselines are work for a finished search: a stopped pipeline discards them, and the rerun computes them again.
