@@ -332,8 +332,9 @@ def main() -> int:
         "requests/s on uvloop and 5,917 on asyncio's own loop (94 and 169 µs per request), which is why the "
         "server runs on uvloop. The recsearch servicer returning a fixed reply answered 10,770/s, with the 10,000-"
         "item flat search added about 3,000/s, and the whole handler about 2,000/s. The search took 130 µs inside "
-        "the server, as alone, yet each search added 230-280 µs per request; the cause is not established (cache "
-        "eviction of the gRPC and Python working set by the scan is one candidate). h2load used about 20 µs of "
+        "the server, as alone, yet each search added 230-280 µs per request. With two such servers sharing the "
+        "port and the two cores, the same search took about 185 µs inside each: the flat scan reads 2.5 MB per "
+        "query, so the processes likely compete for memory bandwidth and cache. h2load used about 20 µs of "
         "CPU per request, the Python client about 230 µs. The server CPU column counts every server process: two "
         "workers on two cores spend more per request than one worker alone (about 450 µs at 10,000 items).",
     ]
