@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import sys
@@ -52,6 +53,9 @@ STATE_VERSION = 1
 DATA_DIR = "data"
 RUN_DIR = "run"
 MODEL_DIR = "model"  # inside RUN_DIR, where the report looks for it
+# Names of the staging folders of recsearch.ingest.writer and recsearch.model_dir: tempfile's
+# 8 random characters, or 8 hex digits.
+_STAGING_NAME = re.compile(rf"\.(?:{DATA_DIR}|{MODEL_DIR})\.(?:tmp|old)-[a-z0-9_]{{8}}")
 REPORT_FILE = "report.html"  # inside RUN_DIR
 
 StageCallback = Callable[[str, str], None]  # (stage, "start" | "skip" | "done")
@@ -392,13 +396,18 @@ def _exclusive(out: Path) -> Iterator[None]:
 def _remove_staging_leftovers(out: Path) -> None:
     """Delete the staging folders that a killed ingestion or export left in ``out``.
 
-    Both stages write into a hidden ``.NAME.tmp-*`` folder and rename it into place, so a
-    process killed before the rename leaves it behind. The caller holds the lock on ``out``,
-    so no other run is writing them.
+    Both stages write into a hidden ``.NAME.tmp-XXXXXXXX`` folder, move the previous
+    output aside to ``.NAME.old-XXXXXXXX`` and rename the new one into place, so a process
+    killed on the way leaves either behind. Only real folders with exactly such a name are
+    removed. The caller holds the lock on ``out``, so no other ``recsearch run`` is writing them.
     """
-    leftovers = [*out.glob(f".{DATA_DIR}.tmp-*"), *(out / RUN_DIR).glob(f".{MODEL_DIR}.tmp-*")]
+    candidates = [*out.glob(f".{DATA_DIR}.*-*"), *(out / RUN_DIR).glob(f".{MODEL_DIR}.*-*")]
+    leftovers = [
+        path for path in candidates
+        if _STAGING_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink()
+    ]
     for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path)
     if leftovers:
         logger.info("removed %d staging folders left by an interrupted run: %s",
                     len(leftovers), ", ".join(str(path) for path in leftovers))

@@ -7,6 +7,7 @@ one full run takes a few seconds on two cores.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ import recsearch
 from recsearch.cli.main import main
 from recsearch.cli.run_cmd import StageDisplay
 from recsearch.datasets import SYNTHETIC_EVENT_WEIGHTS
-from recsearch.pipeline import PipelineHooks
+from recsearch.pipeline import PipelineHooks, _remove_staging_leftovers
 from recsearch.report import ReportConfig
 from recsearch.search import SearchConfig
 from tests.pipeline_helpers import SPACE, WEIGHTS, click_log, space  # noqa: F401  (fixtures)
@@ -202,22 +203,46 @@ def test_interrupted_export_resumes(click_log, tmp_path, space):
 
 
 def test_killed_stage_leftovers_are_removed(click_log, space, tmp_path):
-    # A stage killed before renaming its staging folder into place leaves it behind.
+    # A stage killed before renaming its staging folder into place, or after moving the
+    # previous output aside, leaves the folder behind.
     out = tmp_path / "out"
     assert main(_cli(click_log, out, space, "--trials", "1")) == 0
-    leftovers = [out / ".data.tmp-k1ll3d", out / "run" / ".model.tmp-k1ll3d"]
+    leftovers = [out / ".data.tmp-k1ll3d_x", out / ".data.old-0a1b2c3d", out / "run" / ".model.tmp-k1ll3d_x",
+                 out / "run" / ".model.old-9f8e7d6c"]
     for path in leftovers:
         path.mkdir()
         (path / "part.parquet").write_bytes(b"partial")
-    unrelated = out / "notes"
-    unrelated.mkdir()
+    # What a user may keep in OUT under similar names stays: other names, files, links.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep", encoding="utf-8")
+    kept = [out / ".data.tmp-userdir", out / ".data.tmp-notes123", out / ".data.tmp-abcdefgh"]
+    kept[0].mkdir()
+    kept[1].write_text("notes", encoding="utf-8")
+    kept[2].symlink_to(victim, target_is_directory=True)
+
     assert main(_cli(click_log, out, space, "--trials", "1")) == 0
 
     for path in leftovers:
         assert not path.exists()
-    assert unrelated.is_dir()
+    for path in kept:
+        assert path.is_symlink() or path.exists()
+    assert (victim / "keep.txt").is_file()
     assert (out / "data" / "dataset.json").is_file()
     assert (out / "run" / "model" / "manifest.json").is_file()
+
+
+def test_leftover_count_names_only_removed_folders(tmp_path, caplog):
+    (tmp_path / "run").mkdir()
+    (tmp_path / ".data.tmp-a1b2c3d4").mkdir()
+    (tmp_path / "run" / ".model.old-a1b2c3d4").mkdir()
+    (tmp_path / ".data.tmp-e5f6g7h8").write_text("a file", encoding="utf-8")
+
+    with caplog.at_level(logging.INFO, logger="recsearch.pipeline"):
+        _remove_staging_leftovers(tmp_path)
+
+    assert "removed 2 staging folders" in caplog.text
+    assert (tmp_path / ".data.tmp-e5f6g7h8").is_file()
 
 
 def test_stop_request_skips_refit(click_log, space, tmp_path):
