@@ -195,10 +195,13 @@ def drive_h2load(port: int, concurrency: int, seconds: float, scratch: Path, see
     for process, log, reply_bytes in runs:
         output = process.communicate(timeout=seconds + 60)[0]
         done = int(re.search(r"(\d+) done", output).group(1))
-        failed = sum(int(n) for n in re.findall(r"(\d+) (?:failed|errored|timeout)", output))
+        succeeded = int(re.search(r"(\d+) succeeded", output).group(1))  # HTTP 2xx among the done
         data = int(re.search(r"\((\d+)\) data", output).group(1))
         n_done += done
-        errors += failed + abs(done * reply_bytes - data) // reply_bytes  # short or empty bodies are errors
+        # Every good reply to this process's one user has the same size, so any other byte
+        # count means errors: at least one, and one per missing or extra reply's worth of bytes.
+        mismatch = abs(succeeded * reply_bytes - data)
+        errors += (done - succeeded) + (0 if mismatch == 0 else max(1, -(-mismatch // reply_bytes)))
         rows = np.loadtxt(log, dtype=np.int64, ndmin=2)
         latencies.append(rows[:, 2] / 1e3)  # µs to ms
     latency = np.concatenate(latencies)
