@@ -401,7 +401,9 @@ class ServingModel:
             fetch = min(self.n_items, fetch * 4)
         else:
             result = None
-        if result is None:
+        # An approximate index returns only what its probed lists or visited nodes hold, which
+        # may be fewer than k items even when the catalogue has more.
+        if result is None or len(result[0]) < k:
             return self._exact(vector, k, banned, allowed)
         return result
 

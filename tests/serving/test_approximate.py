@@ -84,6 +84,20 @@ def test_server_scores_equal_dot_products(vector_model, stub):
     assert recall_at_k(I, I_exact) >= 0.9
 
 
+def test_large_k_returns_k_items(vector_model, stub):
+    # More items than the tuned index's probed lists or visited nodes hold.
+    arrays = md.load_model_dir(vector_model)
+    k = 1_000
+    expected = exact_scores(arrays, np.array([3]))[0]
+    response = stub.Recommend(pb.RecommendRequest(user_id="u3", k=k), timeout=10)
+    assert len(response.items) == k
+    item_position = {item_id: i for i, item_id in enumerate(arrays.item_ids.tolist())}
+    items = np.array([item_position[item.item_id] for item in response.items])
+    np.testing.assert_allclose([item.score for item in response.items], expected[items], rtol=1e-5, atol=1e-4)
+    batch_items, _ = ServingModel.load(vector_model).recommend_users(np.array([3]), k)
+    assert (batch_items >= 0).all()
+
+
 def test_model_info_reports_index_kind(vector_model, stub):
     info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
     assert info.index_kind == vector_model.name
