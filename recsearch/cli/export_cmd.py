@@ -41,7 +41,8 @@ def add_index_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--recall-queries", type=int, default=1_000, metavar="N",
                        help="user vectors sampled to measure recall and latency (default: 1000)")
     group.add_argument("--max-index-mb", type=float, metavar="MB",
-                       help="memory budget of the index; with --index auto, IVF-PQ is chosen when IVF-SQ8 exceeds it")
+                       help="memory budget of the index; with --index auto, a flat index above it is skipped "
+                            "and IVF-PQ is chosen when IVF-SQ8 exceeds it")
 
 
 def index_config_from_args(args: argparse.Namespace):

@@ -166,10 +166,10 @@ def choose_kind(n_items: int, dim: int, config: IndexConfig) -> str:
     """Return the index kind to build: ``config.kind``, or for "auto" the one the catalogue size and memory limit call for."""
     if config.kind != "auto":
         return config.kind
-    if n_items <= config.exact_below:
+    budget = config.max_index_bytes
+    if n_items <= config.exact_below and (budget is None or n_items * dim * 4 <= budget):
         return "flat"
-    n_lists = ivf_list_count(n_items, config)
-    if config.max_index_bytes is not None and ivfsq8_bytes(n_items, dim, n_lists) > config.max_index_bytes:
+    if budget is not None and ivfsq8_bytes(n_items, dim, ivf_list_count(n_items, config)) > budget:
         return "ivfpq"
     return "ivfsq8"
 
@@ -347,7 +347,9 @@ def _tune_ivfpq(
     if n_items < _MIN_IVFPQ_ITEMS:
         raise InputError(
             f"an IVF-PQ index needs at least {_MIN_IVFPQ_ITEMS} items to train its codebooks, "
-            f"the catalogue has {n_items}; use the flat, ivfflat or hnsw index kind"
+            f"the catalogue has {n_items}; choose another index kind, or with --index auto raise "
+            f"--max-index-mb to at least {ivfsq8_bytes(n_items, dim, ivf_list_count(n_items, config)) / 2**20:.2f}, "
+            "the size of an IVF-SQ8 index"
         )
     started = time.perf_counter()
     n_lists = ivf_list_count(n_items, config)

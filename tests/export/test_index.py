@@ -133,6 +133,19 @@ def test_ivfpq_under_memory_limit_reranks_exactly():
     np.testing.assert_allclose(D, np.einsum("qd,qkd->qk", xq, xb[I]), rtol=1e-5, atol=1e-4)
 
 
+def test_auto_respects_budget_below_exact_threshold():
+    # 1,000 items of dimension 16 take 64,000 bytes as a flat index.
+    assert choose_kind(1_000, DIM, IndexConfig(exact_below=5_000, max_index_bytes=64_000)) == "flat"
+    assert choose_kind(1_000, DIM, IndexConfig(exact_below=5_000, max_index_bytes=63_999)) != "flat"
+
+
+def test_budget_too_small_for_any_index_is_named():
+    rng = np.random.default_rng(2)
+    xb = clustered_vectors(1_000, DIM, rng)
+    with pytest.raises(InputError, match="raise --max-index-mb to at least"):
+        build_index(xb, xb[:50], IndexConfig(max_index_bytes=1_000))
+
+
 def test_item_index_rejects_dimension_mismatch(vectors):
     xb, _ = vectors
     flat = faiss.IndexFlatIP(DIM)
