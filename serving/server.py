@@ -214,6 +214,9 @@ async def run_until_stopped(options: ServerOptions, holder: ModelHolder, on_star
     await running.health.enter_graceful_shutdown()
     if reloader is not None:
         reloader.cancel()
+    # NOTE: gRPC core cancels the calls it has received but not yet handed to a handler when
+    # shutdown starts, so under load a few clients get CANCELLED where UNAVAILABLE would be
+    # right (https://github.com/grpc/grpc/issues/41785). Calls already in a handler finish.
     await running.server.stop(options.grace_seconds)
     logger.info("stopped", extra={"event": "stop", "pid": os.getpid()})
 
