@@ -23,7 +23,7 @@ from recsearch.ingest.config import IngestConfig
 from recsearch.ingest.kcore import kcore_filter
 from recsearch.ingest.presets import get_preset
 from recsearch.ingest.report import IngestReport
-from recsearch.ingest.sources import prepare_sources, sha256_of
+from recsearch.ingest.sources import RaggedLine, find_ragged_line, prepare_sources, sha256_of
 from recsearch.ingest.split import SplitResult, leave_last_out, random_split, temporal
 from recsearch.ingest.timestamps import check_timezone, inspect_time_column
 from recsearch.ingest.vocab import build_vocabulary
@@ -45,7 +45,7 @@ class IngestResult:
     seconds: float
 
 
-def _collect(frame: pl.LazyFrame, what: str) -> pl.DataFrame:
+def _collect(frame: pl.LazyFrame, what: str, log: tables.LogTable | None = None, quote_char: str | None = None) -> pl.DataFrame:
     try:
         return frame.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
@@ -56,10 +56,28 @@ def _collect(frame: pl.LazyFrame, what: str) -> pl.DataFrame:
                 f"{what} is not valid UTF-8 text ({first_line}); convert it first, for example "
                 "`iconv -f latin1 -t utf-8 IN > OUT` for a Latin-1 file"
             ) from exc
+        ragged = _ragged_line(log, quote_char) if log is not None and "fields" in first_line else None
+        if ragged is not None:
+            first_line = (
+                f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line 1 has "
+                f"{ragged.expected} ({first_line})"
+            )
         raise InputError(
             f"failed to read {what}: {first_line}. Check the separator (--separator), quoting "
             "(--quote-char) and column names (--columns)"
         ) from exc
+
+
+def _ragged_line(log: tables.LogTable, quote_char: str | None) -> RaggedLine | None:
+    """Return the first line of the log's text files with more fields than its file's first line."""
+    # A header-less file's first line was checked against --columns when it was opened.
+    for source, facts in zip(log.sources, log.facts):
+        if source.format not in ("csv", "tsv"):
+            continue
+        ragged = find_ragged_line(source, facts["separator"], quote_char)
+        if ragged is not None:
+            return ragged
+    return None
 
 
 def _raise_for_bad_rows(bad: pl.DataFrame, log: tables.LogTable, config: IngestConfig) -> None:
@@ -143,7 +161,7 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
             drop_unknown_events=config.unknown_events == "drop",
             min_rating=config.min_rating,
         )
-        events = _collect(clean.canonical_frame(log.frame, log.columns, options), f"{config.input}")
+        events = _collect(clean.canonical_frame(log.frame, log.columns, options), f"{config.input}", log, config.quote_char)
         has_time = log.columns.time is not None
         per_file = events.group_by(clean.FILE_COLUMN).len()
         counts = dict(per_file.iter_rows())

@@ -260,6 +260,38 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
     return frame, facts
 
 
+@dataclass(frozen=True)
+class RaggedLine:
+    """The first line of a delimited file with more fields than its first line."""
+
+    path: Path
+    line: int  # 1-based physical line, quoted newlines counted
+    n_fields: int
+    expected: int
+
+
+def find_ragged_line(source: SourceFile, separator: str, quote_char: str | None) -> RaggedLine | None:
+    """Return the first record of ``source`` with more fields than the first record, or None.
+
+    Shorter records are left out: the reader fills their missing fields with nulls.
+
+    It reads the file record by record with the csv module, a per-row Python loop, so only
+    error paths call it. It stops at the first ragged record.
+    """
+    if len(separator) != 1:
+        return None
+    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
+    with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator, **quoting)
+        expected = None
+        for record in reader:
+            if expected is None:
+                expected = len(record)
+            elif len(record) > expected:
+                return RaggedLine(source.path, reader.line_num, len(record), expected)
+    return None
+
+
 def _count_fields(line: str, separator: str, quote_char: str | None) -> int:
     if len(separator) > 1:
         return line.count(separator) + 1
