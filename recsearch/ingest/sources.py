@@ -220,7 +220,7 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
     separator = options.separator or sniff_separator(source.readable, default)
     separator = separator.encode().decode("unicode_escape") if separator == "\\t" else separator
     has_header = options.columns is None
-    facts.update(separator=separator, header=has_header)
+    facts.update(separator=separator, header=has_header, quote_char=options.quote_char)
     if options.columns is not None:
         _check_field_count(source, separator, options.quote_char, options.columns)
 
@@ -289,6 +289,26 @@ def find_ragged_line(source: SourceFile, separator: str, quote_char: str | None)
                 expected = len(record)
             elif len(record) > expected:
                 return RaggedLine(source.path, reader.line_num, len(record), expected)
+    return None
+
+
+def record_start_line(source: SourceFile, separator: str, quote_char: str | None, record: int) -> int | None:
+    """Return the 1-based physical line where record ``record`` (0-based, header included) starts.
+
+    Lines and records differ once a quoted field contains a newline. A blank line counts as a
+    record, as Polars numbers it. Like find_ragged_line, a per-row Python loop for error
+    messages only.
+    """
+    if len(separator) != 1:
+        return None
+    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
+    with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator, **quoting)
+        start = 1
+        for index, _ in enumerate(reader):
+            if index == record:
+                return start
+            start = reader.line_num + 1
     return None
 
 

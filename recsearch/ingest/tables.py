@@ -20,6 +20,7 @@ from recsearch.ingest.sources import (
     SourceFile,
     TextOptions,
     prepare_sources,
+    record_start_line,
     scan_source,
 )
 from recsearch.ingest.vocab import EntityFeatures, encode_features, latest_values
@@ -54,7 +55,9 @@ class LogTable:
         source, facts = self.sources[index], self.facts[index]
         number = int(row[ROW_COLUMN])
         if source.format in ("csv", "tsv"):
-            return f"{source.path}, line {number + (2 if facts['header'] else 1)}"
+            record = number + (1 if facts["header"] else 0)
+            line = record_start_line(source, facts["separator"], facts.get("quote_char"), record)
+            return f"{source.path}, line {line if line is not None else record + 1}"
         return f"{source.path}, row {number + 1}"
 
     def column_roles(self) -> dict[str, Any]:

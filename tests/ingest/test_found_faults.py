@@ -125,10 +125,15 @@ def test_empty_test_split_warned(tmp_path):
     assert any("test split is empty" in w for w in result.report.warnings)
 
 
-@pytest.mark.xfail(reason="row numbers count records, not lines, after a quoted newline", strict=True)
 def test_line_after_quoted_newline(tmp_path):
     source = write_text(tmp_path / "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\nb,y,never\n')
     with pytest.raises(InputError, match="log.csv, line 4,"):
+        run(tmp_path, source)
+
+
+def test_line_after_quoted_newline_and_blank_line(tmp_path):
+    source = write_text(tmp_path / "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\n\nb,y,never\n')
+    with pytest.raises(InputError, match="log.csv, line 5,"):
         run(tmp_path, source)
 
 
