@@ -257,7 +257,19 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
     frame = frame.select(
         pl.col("_line").str.splitn(separator, len(names)).struct.rename_fields(names)
     ).unnest("_line")
+    if options.quote_char:
+        frame = frame.with_columns(_unquote(pl.col(name), options.quote_char) for name in names)
     return frame, facts
+
+
+def _unquote(field: pl.Expr, quote: str) -> pl.Expr:
+    """Strip one pair of enclosing quotes from a field split by hand, and undouble the quotes inside.
+
+    NOTE: a multi-character separator inside a quoted field still splits it.
+    """
+    quoted = field.str.starts_with(quote) & field.str.ends_with(quote) & (field.str.len_chars() >= 2)
+    inner = field.str.slice(1, field.str.len_chars() - 2).str.replace_all(quote * 2, quote, literal=True)
+    return pl.when(quoted).then(inner).otherwise(field)
 
 
 @dataclass(frozen=True)

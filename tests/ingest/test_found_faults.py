@@ -158,8 +158,7 @@ def test_single_column_hints_separator(tmp_path):
         run(tmp_path, source)
 
 
-@pytest.mark.xfail(reason="multi-character separators read lines without quote handling", strict=True)
 def test_multichar_quotes_removed(tmp_path):
-    source = write_text(tmp_path / "log.dat", 'user_id::item_id\n"a"::"x"\n')
+    source = write_text(tmp_path / "log.dat", 'user_id::item_id\n"a"::"x"\n"b ""b"""::y\n')
     result = run(tmp_path, source)
-    assert pl.read_parquet(result.out / "users.parquet")["user_id"].to_list() == ["a"]
+    assert sorted(pl.read_parquet(result.out / "users.parquet")["user_id"].to_list()) == ["a", 'b "b"']
