@@ -59,8 +59,8 @@ def _collect(frame: pl.LazyFrame, what: str, log: tables.LogTable | None = None,
         ragged = _ragged_line(log, quote_char) if log is not None and "fields" in first_line else None
         if ragged is not None:
             first_line = (
-                f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line 1 has "
-                f"{ragged.expected} ({first_line})"
+                f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line {ragged.first_line} "
+                f"has {ragged.expected} ({first_line})"
             )
         raise InputError(
             f"failed to read {what}: {first_line}. Check the separator (--separator), quoting "

@@ -12,9 +12,11 @@ import hashlib
 import logging
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from recsearch.errors import InputError
@@ -274,54 +276,96 @@ def _unquote(field: pl.Expr, quote: str) -> pl.Expr:
 
 @dataclass(frozen=True)
 class RaggedLine:
-    """The first line of a delimited file with more fields than its first line."""
+    """The first line of a delimited file with more fields than its first record."""
 
     path: Path
     line: int  # 1-based physical line, quoted newlines counted
     n_fields: int
-    expected: int
+    first_line: int  # where the first record (the header, if any) starts
+    expected: int  # the first record's field count
+
+
+# The functions below re-read a text file with the csv module, one record at a time: a
+# per-row Python loop, so only error and quarantine paths call them, and they stop as early
+# as they can. They follow Polars in skipping blank lines before the first record and
+# counting later blank lines as records.
+_FIELD_LIMIT = 2**31 - 1  # the csv module's default of 131,072 characters rejects long fields
+
+
+def _records(handle, separator: str, quote_char: str | None) -> Iterator[tuple[int, list[str], int]]:
+    """Yield (record index, fields, 1-based start line) for each record of an open text file."""
+    csv.field_size_limit(_FIELD_LIMIT)
+    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(handle, delimiter=separator, **quoting)
+    index, start, started = 0, 1, False
+    for fields in reader:
+        if fields or started:
+            started = True
+            yield index, fields, start
+            index += 1
+        start = reader.line_num + 1
 
 
 def find_ragged_line(source: SourceFile, separator: str, quote_char: str | None) -> RaggedLine | None:
     """Return the first record of ``source`` with more fields than the first record, or None.
 
     Shorter records are left out: the reader fills their missing fields with nulls.
-
-    It reads the file record by record with the csv module, a per-row Python loop, so only
-    error paths call it. It stops at the first ragged record.
     """
     if len(separator) != 1:
         return None
-    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
-    with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle, delimiter=separator, **quoting)
-        expected = None
-        for record in reader:
-            if expected is None:
-                expected = len(record)
-            elif len(record) > expected:
-                return RaggedLine(source.path, reader.line_num, len(record), expected)
+    first_line = expected = None
+    try:
+        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+            for _, fields, line in _records(handle, separator, quote_char):
+                if expected is None:
+                    first_line, expected = line, len(fields)
+                elif len(fields) > expected:
+                    return RaggedLine(source.path, line, len(fields), first_line, expected)
+    except csv.Error:
+        return None  # the caller reports Polars's own message
     return None
 
 
-def record_start_line(source: SourceFile, separator: str, quote_char: str | None, record: int) -> int | None:
-    """Return the 1-based physical line where record ``record`` (0-based, header included) starts.
+def record_start_lines(source: SourceFile, separator: str, quote_char: str | None, records: np.ndarray) -> np.ndarray:
+    """Return the 1-based physical line where each record starts: ``records`` are 0-based, header included.
 
-    Lines and records differ once a quoted field contains a newline. A blank line counts as a
-    record, as Polars numbers it. Like find_ragged_line, a per-row Python loop for error
-    messages only.
+    Lines and records differ after a quoted field that contains a newline and after blank
+    lines before the first record. When the file has neither, the line is the record plus
+    one, computed without reading the file record by record.
     """
-    if len(separator) != 1:
-        return None
-    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
-    with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle, delimiter=separator, **quoting)
-        start = 1
-        for index, _ in enumerate(reader):
-            if index == record:
-                return start
-            start = reader.line_num + 1
-    return None
+    records = np.asarray(records, dtype=np.int64)
+    simple = records + 1
+    if records.size == 0 or len(separator) != 1:
+        return simple
+    if not _may_span_lines(source.readable, quote_char):
+        return simple
+    wanted = set(records.tolist())
+    last = int(records.max())
+    found: dict[int, int] = {}
+    try:
+        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+            for index, _, line in _records(handle, separator, quote_char):
+                if index in wanted:
+                    found[index] = line
+                if index >= last:
+                    break
+    except csv.Error:
+        return simple
+    return np.array([found.get(record, record + 1) for record in records.tolist()], dtype=np.int64)
+
+
+def _may_span_lines(path: Path, quote_char: str | None, chunk: int = 1 << 24) -> bool:
+    """Return whether ``path`` starts with a blank line or contains the quote character."""
+    quote = quote_char.encode() if quote_char else None
+    with path.open("rb") as handle:
+        head = handle.read(chunk)
+        if head[:1] in (b"\n", b"\r"):
+            return True
+        while head:
+            if quote is not None and quote in head:
+                return True
+            head = handle.read(chunk)
+    return False
 
 
 def _count_fields(line: str, separator: str, quote_char: str | None) -> int:

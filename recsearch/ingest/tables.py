@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recsearch.data import layout
@@ -20,7 +21,7 @@ from recsearch.ingest.sources import (
     SourceFile,
     TextOptions,
     prepare_sources,
-    record_start_line,
+    record_start_lines,
     scan_source,
 )
 from recsearch.ingest.vocab import EntityFeatures, encode_features, latest_values
@@ -56,8 +57,8 @@ class LogTable:
         number = int(row[ROW_COLUMN])
         if source.format in ("csv", "tsv"):
             record = number + (1 if facts["header"] else 0)
-            line = record_start_line(source, facts["separator"], facts.get("quote_char"), record)
-            return f"{source.path}, line {line if line is not None else record + 1}"
+            (line,) = record_start_lines(source, facts["separator"], facts.get("quote_char"), np.array([record]))
+            return f"{source.path}, line {line}"
         return f"{source.path}, row {number + 1}"
 
     def column_roles(self) -> dict[str, Any]:
@@ -154,16 +155,19 @@ def _resolve_columns(config: IngestConfig, preset: Preset, available: list[str])
 def quarantine_rows(bad: pl.DataFrame, log: LogTable) -> pl.DataFrame:
     """Return the rejected rows with their file, line, reason and raw values, as text."""
     paths = {i: str(s.path) for i, s in enumerate(log.sources)}
-    # Text files count lines from 1 and skip the header; other formats count rows from 1.
-    offsets = {}
+    # Text files number physical lines from 1, header included; other formats count rows from 1.
+    file_index = bad[FILE_COLUMN].to_numpy()
+    lines = bad[ROW_COLUMN].cast(pl.Int64).to_numpy() + 1
     for index, (source, facts) in enumerate(zip(log.sources, log.facts, strict=True)):
-        offsets[index] = 2 if source.format in ("csv", "tsv") and facts.get("header") else 1
+        rows = file_index == index
+        if source.format in ("csv", "tsv") and rows.any():
+            records = bad[ROW_COLUMN].cast(pl.Int64).to_numpy()[rows] + (1 if facts.get("header") else 0)
+            lines[rows] = record_start_lines(source, facts["separator"], facts.get("quote_char"), records)
     columns = [c for c in (clean.USER, clean.ITEM, clean.RAW_PREFIX + clean.TIME, clean.EVENT,
                            clean.RAW_PREFIX + clean.WEIGHT) if c in bad.columns]
     return bad.select(
         pl.col(FILE_COLUMN).replace_strict(paths, return_dtype=pl.String).alias("file"),
-        (pl.col(ROW_COLUMN).cast(pl.Int64)
-         + pl.col(FILE_COLUMN).replace_strict(offsets, return_dtype=pl.Int64)).alias("line"),
+        pl.Series("line", lines, dtype=pl.Int64),
         pl.col(clean.REASON).alias("reason"),
         *[pl.col(c).cast(pl.String).alias(c.removeprefix(clean.RAW_PREFIX)) for c in columns],
     )

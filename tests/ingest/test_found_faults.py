@@ -137,6 +137,31 @@ def test_line_after_quoted_newline_and_blank_line(tmp_path):
         run(tmp_path, source)
 
 
+# Longer than the csv module's default field limit of 131,072 characters.
+LONG_FIELD = "z" * 200_000
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("\n\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,nope\n", "log.csv, line 5,"),
+    (f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,nope\n', "log.csv, line 3,"),
+    ("\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,1700000001,9\n", "log.csv, line 4 has 4 fields where line 2 has 3"),
+    (f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,1,9\n', "log.csv, line 3 has 4 fields where line 1 has 3"),
+], ids=["value-after-blank-lines", "value-after-long-field", "ragged-after-blank-line", "ragged-after-long-field"])
+def test_error_line_after_blank_lines_or_long_field(tmp_path, text, message):
+    source = write_text(tmp_path / "log.csv", text)
+    with pytest.raises(InputError, match=message):
+        run(tmp_path, source)
+
+
+def test_quarantine_lines_count_quoted_newlines(tmp_path):
+    source = write_text(
+        tmp_path / "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\n\nb,y,nope\nc,z,1700000002\n'
+    )
+    result = run(tmp_path, source, on_bad_rows="quarantine", split="random")
+    quarantine = pl.read_parquet(result.out / "quarantine.parquet").filter(pl.col("reason") == "unparseable_timestamp")
+    assert quarantine["line"].to_list() == [5]
+
+
 def test_ragged_line_number(tmp_path):
     source = write_text(tmp_path / "log.csv", "user_id,item_id\na,x\nb,y,extra\n")
     with pytest.raises(InputError, match="log.csv, line 3 has 3 fields where line 1 has 2"):
