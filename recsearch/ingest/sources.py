@@ -339,6 +339,8 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
         return simple
     if not _may_span_lines(source.readable, quote_char):
         return simple
+    # NOTE: a file that quotes its fields is read up to its last quarantined record even
+    # without a newline inside quotes: about 1.2 s per million records here.
     wanted = set(records.tolist())
     last = int(records.max())
     found: dict[int, int] = {}
