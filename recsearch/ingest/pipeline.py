@@ -49,23 +49,30 @@ def _collect(frame: pl.LazyFrame, what: str, log: tables.LogTable | None = None,
     try:
         return frame.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
-        # Polars names the file and the byte offset for malformed text; pass that on.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "invalid utf-8" in first_line.lower():
-            raise InputError(
-                f"{what} is not valid UTF-8 text ({first_line}); convert it first, for example "
-                "`iconv -f latin1 -t utf-8 IN > OUT` for a Latin-1 file"
-            ) from exc
-        ragged = _ragged_line(log, quote_char) if log is not None and "fields" in first_line else None
-        if ragged is not None:
-            first_line = (
-                f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line {ragged.first_line} "
-                f"has {ragged.expected} ({first_line})"
-            )
-        raise InputError(
-            f"failed to read {what}: {first_line}. Check the separator (--separator), quoting "
-            "(--quote-char) and column names (--columns)"
-        ) from exc
+        raise _read_error(exc, what, log, quote_char) from exc
+
+
+def _read_error(
+    exc: pl.exceptions.PolarsError, what: str, log: tables.LogTable | None, quote_char: str | None
+) -> InputError:
+    """Return an InputError for Polars's error about malformed input, naming the options to check."""
+    # Polars names the file and the byte offset for malformed text; pass that on.
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "invalid utf-8" in first_line.lower():
+        return InputError(
+            f"{what} is not valid UTF-8 text ({first_line}); convert it first, for example "
+            "`iconv -f latin1 -t utf-8 IN > OUT` for a Latin-1 file"
+        )
+    ragged = _ragged_line(log, quote_char) if log is not None and "fields" in first_line else None
+    if ragged is not None:
+        first_line = (
+            f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line {ragged.first_line} "
+            f"has {ragged.expected} ({first_line})"
+        )
+    return InputError(
+        f"failed to read {what}: {first_line}. Check the separator (--separator), quoting "
+        "(--quote-char) and column names (--columns)"
+    )
 
 
 def _ragged_line(log: tables.LogTable, quote_char: str | None) -> RaggedLine | None:
@@ -150,7 +157,10 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
         stage("clean")
         time_format = None
         if log.columns.time is not None:
-            time_format = inspect_time_column(log.frame, log.columns.time, config.time_unit or preset.time_unit)
+            try:
+                time_format = inspect_time_column(log.frame, log.columns.time, config.time_unit or preset.time_unit)
+            except pl.exceptions.PolarsError as exc:  # the first read of the data: malformed text shows here
+                raise _read_error(exc, f"{config.input}", log, config.quote_char) from exc
             report.time_format = {"column": log.columns.time, "kind": time_format.kind, "unit": time_format.unit,
                                   "unit_detected": time_format.detected, "timezone_of_naive_times": config.timezone}
         event_weights = log.event_weights

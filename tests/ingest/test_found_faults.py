@@ -162,6 +162,19 @@ def test_quarantine_lines_count_quoted_newlines(tmp_path):
     assert quarantine["line"].to_list() == [5]
 
 
+def test_latin1_log_with_time_column_is_named(tmp_path):
+    source = tmp_path / "log.csv"
+    source.write_bytes("user_id,item_id,timestamp\nJos\xe9,x,1700000000\nb,y,1700000001\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not valid UTF-8 text.*iconv"):
+        run(tmp_path, source)
+
+
+def test_stray_quote_with_time_column_is_named(tmp_path):
+    source = write_text(tmp_path / "log.csv", 'user_id,item_id,timestamp\na,x"y,1\nq",2\nb,y,3\n')
+    with pytest.raises(InputError, match="failed to read .*log.csv.*--quote-char"):
+        run(tmp_path, source)
+
+
 def test_ragged_line_number(tmp_path):
     source = write_text(tmp_path / "log.csv", "user_id,item_id\na,x\nb,y,extra\n")
     with pytest.raises(InputError, match="log.csv, line 3 has 3 fields where line 1 has 2"):
