@@ -138,6 +138,14 @@ def _head_lines(path: Path, n_lines: int = 50) -> list[str]:
     return [line for line in lines if line.strip()][:n_lines]
 
 
+def leading_blank_lines(path: Path) -> int:
+    """Return how many blank lines open the file (counted in its first 64 KiB)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    lines = head.decode("utf-8", errors="replace").split("\n")
+    return next((number for number, line in enumerate(lines) if line.strip()), len(lines) - 1)
+
+
 def sniff_separator(path: Path, default: str) -> str:
     """Pick the separator that splits the first lines into the same number of fields."""
     lines = _head_lines(path)
@@ -252,7 +260,7 @@ def _scan_text(source: SourceFile, options: TextOptions, facts: dict) -> tuple[p
         new_columns=["_line"],
         infer_schema=False,
         quote_char=None,
-        skip_rows=0 if options.columns else 1,
+        skip_rows=leading_blank_lines(source.readable) + (0 if options.columns else 1),
     )
     # splitn leaves any extra fields, separators included, in the last column, so a
     # line with too many fields fails to parse there instead of losing its tail.
@@ -335,8 +343,10 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
     """
     records = np.asarray(records, dtype=np.int64)
     simple = records + 1
-    if records.size == 0 or len(separator) != 1:
+    if records.size == 0:
         return simple
+    if len(separator) != 1:  # read line by line, after the blank lines that open the file
+        return simple + leading_blank_lines(source.readable)
     if not _may_span_lines(source.readable, quote_char):
         return simple
     # NOTE: a file that quotes its fields is read up to its last quarantined record even

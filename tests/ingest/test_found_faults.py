@@ -196,6 +196,12 @@ def test_single_column_hints_separator(tmp_path):
         run(tmp_path, source)
 
 
+def test_multichar_header_after_blank_lines(tmp_path):
+    source = write_text(tmp_path / "log.dat", "\n\nuser_id::item_id::timestamp\na::x::1700000000\nb::y::nope\n")
+    with pytest.raises(InputError, match="log.dat, line 5, column 'timestamp'"):
+        run(tmp_path, source)
+
+
 def test_multichar_quotes_removed(tmp_path):
     source = write_text(tmp_path / "log.dat", 'user_id::item_id\n"a"::"x"\n"b ""b"""::y\n')
     result = run(tmp_path, source)
