@@ -351,13 +351,13 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
         return simple
     # NOTE: a file that quotes its fields is read up to its last quarantined record even
     # without a newline inside quotes: about 1.2 s per million records here.
-    wanted = set(records.tolist())
+    requested = set(records.tolist())
     last = int(records.max())
     found: dict[int, int] = {}
     try:
         with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
             for index, _, line in _records(handle, separator, quote_char):
-                if index in wanted:
+                if index in requested:
                     found[index] = line
                 if index >= last:
                     break
