@@ -366,6 +366,17 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
     return np.array([found.get(record, record + 1) for record in records.tolist()], dtype=np.int64)
 
 
+def _first_record_width(source: SourceFile, separator: str, quote_char: str) -> int | None:
+    """Return the field count of the first record of ``source``, or None when it cannot be parsed."""
+    try:
+        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+            for _, fields, _ in _records(handle, separator, quote_char):
+                return len(fields)
+    except csv.Error:
+        return None
+    return None
+
+
 def _may_span_lines(path: Path, quote_char: str | None, chunk: int = 1 << 24) -> bool:
     """Return whether ``path`` starts with a blank line or contains the quote character."""
     quote = quote_char.encode() if quote_char else None
@@ -395,6 +406,9 @@ def _check_field_count(source: SourceFile, separator: str, quote_char: str | Non
         return
     first = lines[0].lstrip("\ufeff")
     n_fields = _count_fields(first, separator, quote_char)
+    if n_fields != len(columns) and len(separator) == 1 and quote_char:
+        # A quoted field may contain a newline, so the first record can be longer than line 1.
+        n_fields = _first_record_width(source, separator, quote_char) or n_fields
     if n_fields != len(columns):
         raise InputError(
             f"--columns names {len(columns)} columns, but line 1 of {source.display_name} has {n_fields} "

@@ -175,6 +175,13 @@ def test_stray_quote_with_time_column_is_named(tmp_path):
         run(tmp_path, source)
 
 
+def test_headerless_first_record_with_quoted_newline(tmp_path):
+    source = write_text(tmp_path / "log.csv", 'a,"x\ny",1700000000\nb,y,1700000001\n')
+    result = run(tmp_path, source, columns=("user_id", "item_id", "timestamp"), split="random")
+    assert result.report.rows_read == 2
+    assert result.report.dropped_rows == {}
+
+
 def test_ragged_line_number(tmp_path):
     source = write_text(tmp_path / "log.csv", "user_id,item_id\na,x\nb,y,extra\n")
     with pytest.raises(InputError, match="log.csv, line 3 has 3 fields where line 1 has 2"):
