@@ -216,16 +216,16 @@ def test_killed_stage_leftovers_are_removed(click_log, space, tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep.txt").write_text("keep", encoding="utf-8")
-    kept = [out / ".data.tmp-userdir", out / ".data.tmp-notes123", out / ".data.tmp-abcdefgh"]
-    kept[0].mkdir()
-    kept[1].write_text("notes", encoding="utf-8")
-    kept[2].symlink_to(victim, target_is_directory=True)
+    user_entries = [out / ".data.tmp-userdir", out / ".data.tmp-notes123", out / ".data.tmp-abcdefgh"]
+    user_entries[0].mkdir()
+    user_entries[1].write_text("notes", encoding="utf-8")
+    user_entries[2].symlink_to(victim, target_is_directory=True)
 
     assert main(_cli(click_log, out, space, "--trials", "1")) == 0
 
     for path in leftovers:
         assert not path.exists()
-    for path in kept:
+    for path in user_entries:
         assert path.is_symlink() or path.exists()
     assert (victim / "keep.txt").is_file()
     assert (out / "data" / "dataset.json").is_file()

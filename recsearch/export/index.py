@@ -181,11 +181,6 @@ def ivf_list_count(n_items: int, config: IndexConfig) -> int:
     return int(min(max(16, 4 * math.sqrt(n_items)), max(1, n_items // _MIN_POINTS_PER_CENTROID)))
 
 
-def ivfflat_bytes(n_items: int, dim: int, n_lists: int) -> int:
-    """Estimate an IVF-Flat index's memory over the MIPS-to-L2 reduction: vectors, int64 ids and centroids."""
-    return n_items * (4 * (dim + 1) + 8) + n_lists * 4 * (dim + 1)
-
-
 def ivfsq8_bytes(n_items: int, dim: int, n_lists: int) -> int:
     """Estimate an IVF-SQ8 index's memory over the padded MIPS-to-L2 reduction: codes, int64 ids and centroids."""
     width = index_dim(dim, MIPS_TO_L2_X8)

@@ -45,15 +45,15 @@ class IngestResult:
     seconds: float
 
 
-def _collect(frame: pl.LazyFrame, what: str, log: tables.LogTable | None = None, quote_char: str | None = None) -> pl.DataFrame:
+def _collect(frame: pl.LazyFrame, what: str, log: tables.LogTable | None = None) -> pl.DataFrame:
     try:
         return frame.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
-        raise _read_error(exc, what, log, quote_char) from exc
+        raise _read_error(exc, what, log) from exc
 
 
 def _read_error(
-    exc: pl.exceptions.PolarsError, what: str, log: tables.LogTable | None, quote_char: str | None
+    exc: pl.exceptions.PolarsError, what: str, log: tables.LogTable | None
 ) -> InputError:
     """Return an InputError for Polars's error about malformed input, naming the options to check."""
     # Polars names the file and the byte offset for malformed text; pass that on.
@@ -63,7 +63,7 @@ def _read_error(
             f"{what} is not valid UTF-8 text ({first_line}); convert it first, for example "
             "`iconv -f latin1 -t utf-8 IN > OUT` for a Latin-1 file"
         )
-    ragged = _ragged_line(log, quote_char) if log is not None and "fields" in first_line else None
+    ragged = _ragged_line(log) if log is not None and "fields" in first_line else None
     if ragged is not None:
         first_line = (
             f"{ragged.path}, line {ragged.line} has {ragged.n_fields} fields where line {ragged.first_line} "
@@ -75,13 +75,13 @@ def _read_error(
     )
 
 
-def _ragged_line(log: tables.LogTable, quote_char: str | None) -> RaggedLine | None:
+def _ragged_line(log: tables.LogTable) -> RaggedLine | None:
     """Return the first line of the log's text files with more fields than its file's first line."""
     # A header-less file's first line was checked against --columns when it was opened.
     for source, facts in zip(log.sources, log.facts):
         if source.format not in ("csv", "tsv"):
             continue
-        ragged = find_ragged_line(source, facts["separator"], quote_char)
+        ragged = find_ragged_line(source, facts["separator"], facts["quote_char"])
         if ragged is not None:
             return ragged
     return None
@@ -160,7 +160,7 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
             try:
                 time_format = inspect_time_column(log.frame, log.columns.time, config.time_unit or preset.time_unit)
             except pl.exceptions.PolarsError as exc:  # the first read of the data: malformed text shows here
-                raise _read_error(exc, f"{config.input}", log, config.quote_char) from exc
+                raise _read_error(exc, f"{config.input}", log) from exc
             report.time_format = {"column": log.columns.time, "kind": time_format.kind, "unit": time_format.unit,
                                   "unit_detected": time_format.detected, "timezone_of_naive_times": config.timezone}
         event_weights = log.event_weights
@@ -171,7 +171,7 @@ def ingest(config: IngestConfig, on_stage: StageCallback | None = None) -> Inges
             drop_unknown_events=config.unknown_events == "drop",
             min_rating=config.min_rating,
         )
-        events = _collect(clean.canonical_frame(log.frame, log.columns, options), f"{config.input}", log, config.quote_char)
+        events = _collect(clean.canonical_frame(log.frame, log.columns, options), f"{config.input}", log)
         has_time = log.columns.time is not None
         per_file = events.group_by(clean.FILE_COLUMN).len()
         counts = dict(per_file.iter_rows())

@@ -300,18 +300,22 @@ class RaggedLine:
 _FIELD_LIMIT = 2**31 - 1  # the csv module's default of 131,072 characters rejects long fields
 
 
-def _records(handle, separator: str, quote_char: str | None) -> Iterator[tuple[int, list[str], int]]:
-    """Yield (record index, fields, 1-based start line) for each record of an open text file."""
+def _records(source: SourceFile, separator: str, quote_char: str | None) -> Iterator[tuple[int, list[str], int]]:
+    """Yield (record index, fields, 1-based start line) for each record of a text file.
+
+    Raises csv.Error on a record the csv module cannot parse.
+    """
     csv.field_size_limit(_FIELD_LIMIT)
     quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
-    reader = csv.reader(handle, delimiter=separator, **quoting)
-    index, start, started = 0, 1, False
-    for fields in reader:
-        if fields or started:
-            started = True
-            yield index, fields, start
-            index += 1
-        start = reader.line_num + 1
+    with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator, **quoting)
+        index, start, started = 0, 1, False
+        for fields in reader:
+            if fields or started:
+                started = True
+                yield index, fields, start
+                index += 1
+            start = reader.line_num + 1
 
 
 def find_ragged_line(source: SourceFile, separator: str, quote_char: str | None) -> RaggedLine | None:
@@ -323,12 +327,11 @@ def find_ragged_line(source: SourceFile, separator: str, quote_char: str | None)
         return None
     first_line = expected = None
     try:
-        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
-            for _, fields, line in _records(handle, separator, quote_char):
-                if expected is None:
-                    first_line, expected = line, len(fields)
-                elif len(fields) > expected:
-                    return RaggedLine(source.path, line, len(fields), first_line, expected)
+        for _, fields, line in _records(source, separator, quote_char):
+            if expected is None:
+                first_line, expected = line, len(fields)
+            elif len(fields) > expected:
+                return RaggedLine(source.path, line, len(fields), first_line, expected)
     except csv.Error:
         return None  # the caller reports Polars's own message
     return None
@@ -355,12 +358,11 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
     last = int(records.max())
     found: dict[int, int] = {}
     try:
-        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
-            for index, _, line in _records(handle, separator, quote_char):
-                if index in requested:
-                    found[index] = line
-                if index >= last:
-                    break
+        for index, _, line in _records(source, separator, quote_char):
+            if index in requested:
+                found[index] = line
+            if index >= last:
+                break
     except csv.Error:
         return simple
     return np.array([found.get(record, record + 1) for record in records.tolist()], dtype=np.int64)
@@ -369,9 +371,8 @@ def record_start_lines(source: SourceFile, separator: str, quote_char: str | Non
 def _first_record_width(source: SourceFile, separator: str, quote_char: str) -> int | None:
     """Return the field count of the first record of ``source``, or None when it cannot be parsed."""
     try:
-        with source.readable.open(encoding="utf-8", errors="replace", newline="") as handle:
-            for _, fields, _ in _records(handle, separator, quote_char):
-                return len(fields)
+        for _, fields, _ in _records(source, separator, quote_char):
+            return len(fields)
     except csv.Error:
         return None
     return None

@@ -57,7 +57,7 @@ class LogTable:
         number = int(row[ROW_COLUMN])
         if source.format in ("csv", "tsv"):
             record = number + (1 if facts["header"] else 0)
-            (line,) = record_start_lines(source, facts["separator"], facts.get("quote_char"), np.array([record]))
+            (line,) = record_start_lines(source, facts["separator"], facts["quote_char"], np.array([record]))
             return f"{source.path}, line {line}"
         return f"{source.path}, row {number + 1}"
 
@@ -157,12 +157,13 @@ def quarantine_rows(bad: pl.DataFrame, log: LogTable) -> pl.DataFrame:
     paths = {i: str(s.path) for i, s in enumerate(log.sources)}
     # Text files number physical lines from 1, header included; other formats count rows from 1.
     file_index = bad[FILE_COLUMN].to_numpy()
-    lines = bad[ROW_COLUMN].cast(pl.Int64).to_numpy() + 1
+    row_numbers = bad[ROW_COLUMN].cast(pl.Int64).to_numpy()
+    lines = row_numbers + 1
     for index, (source, facts) in enumerate(zip(log.sources, log.facts, strict=True)):
         rows = file_index == index
         if source.format in ("csv", "tsv") and rows.any():
-            records = bad[ROW_COLUMN].cast(pl.Int64).to_numpy()[rows] + (1 if facts.get("header") else 0)
-            lines[rows] = record_start_lines(source, facts["separator"], facts.get("quote_char"), records)
+            records = row_numbers[rows] + (1 if facts["header"] else 0)
+            lines[rows] = record_start_lines(source, facts["separator"], facts["quote_char"], records)
     columns = [c for c in (clean.USER, clean.ITEM, clean.RAW_PREFIX + clean.TIME, clean.EVENT,
                            clean.RAW_PREFIX + clean.WEIGHT) if c in bad.columns]
     return bad.select(

@@ -125,30 +125,40 @@ def test_empty_test_split_warned(tmp_path):
     assert any("test split is empty" in w for w in result.report.warnings)
 
 
-def test_line_after_quoted_newline(tmp_path):
-    source = write_text(tmp_path / "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\nb,y,never\n')
-    with pytest.raises(InputError, match="log.csv, line 4,"):
-        run(tmp_path, source)
-
-
-def test_line_after_quoted_newline_and_blank_line(tmp_path):
-    source = write_text(tmp_path / "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\n\nb,y,never\n')
-    with pytest.raises(InputError, match="log.csv, line 5,"):
-        run(tmp_path, source)
-
-
 # Longer than the csv module's default field limit of 131,072 characters.
 LONG_FIELD = "z" * 200_000
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("\n\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,nope\n", "log.csv, line 5,"),
-    (f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,nope\n', "log.csv, line 3,"),
-    ("\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,1700000001,9\n", "log.csv, line 4 has 4 fields where line 2 has 3"),
-    (f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,1,9\n', "log.csv, line 3 has 4 fields where line 1 has 3"),
-], ids=["value-after-blank-lines", "value-after-long-field", "ragged-after-blank-line", "ragged-after-long-field"])
-def test_error_line_after_blank_lines_or_long_field(tmp_path, text, message):
-    source = write_text(tmp_path / "log.csv", text)
+# Errors name the physical line where the record starts; the file's name comes first.
+ERROR_LINES = {
+    "value-after-quoted-newline": (
+        "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\nb,y,never\n', "log.csv, line 4,"),
+    "value-after-quoted-newline-and-blank-line": (
+        "log.csv", 'user_id,item_id,timestamp\na,"x\ny",1700000000\n\nb,y,never\n', "log.csv, line 5,"),
+    "value-after-blank-lines": (
+        "log.csv", "\n\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,nope\n", "log.csv, line 5,"),
+    "value-after-long-field": (
+        "log.csv", f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,nope\n', "log.csv, line 3,"),
+    "ragged": (
+        "log.csv", "user_id,item_id\na,x\nb,y,extra\n", "log.csv, line 3 has 3 fields where line 1 has 2"),
+    # The short line 4 is read with a null item, so the error is about line 5.
+    "ragged-after-quoted-newline": (
+        "log.csv", 'user_id,item_id\na,"x\ny"\nb\nc,z,extra\n', "log.csv, line 5 has 3 fields"),
+    "ragged-after-blank-line": (
+        "log.csv", "\nuser_id,item_id,timestamp\na,x,1700000000\nb,y,1700000001,9\n",
+        "log.csv, line 4 has 4 fields where line 2 has 3"),
+    "ragged-after-long-field": (
+        "log.csv", f'user_id,item_id,timestamp\na,"{LONG_FIELD}",1700000000\nb,y,1,9\n',
+        "log.csv, line 3 has 4 fields where line 1 has 3"),
+    "multichar-value-after-blank-lines": (
+        "log.dat", "\n\nuser_id::item_id::timestamp\na::x::1700000000\nb::y::nope\n",
+        "log.dat, line 5, column 'timestamp'"),
+}
+
+
+@pytest.mark.parametrize(("name", "text", "message"), ERROR_LINES.values(), ids=ERROR_LINES.keys())
+def test_error_names_physical_line(tmp_path, name, text, message):
+    source = write_text(tmp_path / name, text)
     with pytest.raises(InputError, match=message):
         run(tmp_path, source)
 
@@ -182,30 +192,10 @@ def test_headerless_first_record_with_quoted_newline(tmp_path):
     assert result.report.dropped_rows == {}
 
 
-def test_ragged_line_number(tmp_path):
-    source = write_text(tmp_path / "log.csv", "user_id,item_id\na,x\nb,y,extra\n")
-    with pytest.raises(InputError, match="log.csv, line 3 has 3 fields where line 1 has 2"):
-        run(tmp_path, source)
-
-
-def test_ragged_line_number_counts_quoted_newlines(tmp_path):
-    # The short line 4 is read with a null item, so the error is about line 5.
-    source = write_text(tmp_path / "log.csv", 'user_id,item_id\na,"x\ny"\nb\nc,z,extra\n')
-    with pytest.raises(InputError, match="log.csv, line 5 has 3 fields"):
-        run(tmp_path, source)
-
-
-
 def test_single_column_hints_separator(tmp_path):
     # One ragged line among the first lines defeats sniffing, so "::" is not found.
     source = write_text(tmp_path / "log.dat", "user_id::item_id::timestamp\na::x::1700000000\nb::y\n")
     with pytest.raises(InputError, match="only one column.*--separator"):
-        run(tmp_path, source)
-
-
-def test_multichar_header_after_blank_lines(tmp_path):
-    source = write_text(tmp_path / "log.dat", "\n\nuser_id::item_id::timestamp\na::x::1700000000\nb::y::nope\n")
-    with pytest.raises(InputError, match="log.dat, line 5, column 'timestamp'"):
         run(tmp_path, source)
 
 
