@@ -401,8 +401,8 @@ class ServingModel:
             fetch = min(self.n_items, fetch * 4)
         else:
             result = None
-        # An approximate index returns only what its probed lists or visited nodes hold, which
-        # may be fewer than k items even when the catalogue has more.
+        # An approximate index returns only the items in its probed lists or visited nodes,
+        # which may be fewer than k even when the catalogue has more.
         if result is None or len(result[0]) < k:
             return self._exact(vector, k, banned, allowed)
         return result
