@@ -157,15 +157,15 @@ def last_items(indptr: np.ndarray, items: np.ndarray, users: np.ndarray, length:
 
 def compute_user_vectors(network: TwoTowerModel, seen_indptr: np.ndarray, seen_items: np.ndarray) -> np.ndarray:
     """Embed every known user; a history encoder reads the user's latest known items."""
+
+    def history(users: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        items, mask = last_items(seen_indptr, seen_items, users.numpy(), length)
+        return torch.from_numpy(items), torch.from_numpy(mask)
+
     parts = []
     for start in range(0, network.n_users, _USER_BATCH):
-        users = np.arange(start, min(start + _USER_BATCH, network.n_users))
-        history = mask = None
-        if network.uses_history:
-            history_np, mask_np = last_items(seen_indptr, seen_items, users, network.history_length)
-            history, mask = torch.from_numpy(history_np), torch.from_numpy(mask_np)
-        with torch.no_grad():
-            parts.append(network.user_vectors(torch.from_numpy(users), history, mask).numpy())
+        users = torch.arange(start, min(start + _USER_BATCH, network.n_users))
+        parts.append(network.embed_users(users, history).numpy())
     if not parts:
         return np.zeros((0, network.config.embedding_dim), dtype=np.float32)
     return np.concatenate(parts).astype(np.float32)  # (n_users, D)

@@ -17,7 +17,6 @@ from recsearch.models.config import EmbeddingConfig
 _HASH_MULTIPLIERS = (2_147_483_629, 1_000_000_007)
 _HASH_OFFSETS = (12_345, 98_765)
 
-_INIT_STD = 0.05  # normal init scale of every table; small so that initial scores are near 0
 
 
 def lookup(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
@@ -34,10 +33,10 @@ def lookup(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
 class PlainEmbedding(nn.Module):
     """One row per index."""
 
-    def __init__(self, n_rows: int, dim: int) -> None:
+    def __init__(self, n_rows: int, dim: int, init_std: float) -> None:
         super().__init__()
         self.table = nn.Embedding(n_rows, dim)
-        nn.init.normal_(self.table.weight, std=_INIT_STD)
+        nn.init.normal_(self.table.weight, std=init_std)
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         return lookup(self.table, index)
@@ -50,11 +49,11 @@ class HashedEmbedding(nn.Module):
     than one collision, so distinct ids keep distinct vectors with high probability.
     """
 
-    def __init__(self, n_buckets: int, dim: int) -> None:
+    def __init__(self, n_buckets: int, dim: int, init_std: float) -> None:
         super().__init__()
         self.n_buckets = n_buckets
         self.table = nn.Embedding(n_buckets, dim)
-        nn.init.normal_(self.table.weight, std=_INIT_STD / np.sqrt(2.0))
+        nn.init.normal_(self.table.weight, std=init_std / np.sqrt(2.0))
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         first = (index * _HASH_MULTIPLIERS[0] + _HASH_OFFSETS[0]) % self.n_buckets
@@ -87,7 +86,7 @@ class MixedDimEmbedding(nn.Module):
             n_rows = max(1, int((tier_of == tier).sum()))
             tier_dim = tier_dimension(dim, tier, config)
             table = nn.Embedding(n_rows, tier_dim)
-            nn.init.normal_(table.weight, std=_INIT_STD)
+            nn.init.normal_(table.weight, std=config.init_std)
             self.tables.append(table)
             self.projections.append(nn.Identity() if tier_dim == dim else nn.Linear(tier_dim, dim, bias=False))
 
@@ -137,8 +136,8 @@ def build_embedding(
     (categorical features) always get a single-dimension table.
     """
     if config.hash_above is not None and n_rows > config.hash_above:
-        return HashedEmbedding(config.n_hash_buckets, dim)
+        return HashedEmbedding(config.n_hash_buckets, dim, config.init_std)
     if frequency is not None and config.n_frequency_tiers > 1:
         assert frequency.shape[0] == n_rows, "frequency must have one count per row"
         return MixedDimEmbedding(frequency, dim, config)
-    return PlainEmbedding(n_rows, dim)
+    return PlainEmbedding(n_rows, dim, config.init_std)

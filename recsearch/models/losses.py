@@ -15,13 +15,19 @@ from recsearch.models.two_tower import TwoTowerModel
 
 
 class Batch(NamedTuple):
-    """A batch of positive (user, item) pairs with the user's history before each pair."""
+    """A batch of positive (user, item) pairs with the user's history before each pair.
+
+    For the reconstruction loss a batch holds users instead: ``item`` lists all their
+    training items, ``item_row`` the batch row of each, and the history is each user's
+    latest items (P below: the pairs of the batch's users).
+    """
 
     user: torch.Tensor  # (B,) int64
-    item: torch.Tensor  # (B,) int64
-    weight: torch.Tensor | None = None  # (B,) float32 example weight, None for 1
+    item: torch.Tensor  # (B,) int64, or (P,) with item_row
+    weight: torch.Tensor | None = None  # (B,) or (P,) float32 example weight, None for 1
     history: torch.Tensor | None = None  # (B, N) int64 item indices, left-padded
     history_mask: torch.Tensor | None = None  # (B, N) bool, True where the history slot contains an item
+    item_row: torch.Tensor | None = None  # (P,) int64 batch row of each item, reconstruction only
 
 
 def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -81,6 +87,36 @@ def full_softmax_loss(
     return _weighted_mean(per_example, weight)
 
 
+def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) -> torch.Tensor:
+    """Weighted squared error of each user's catalogue scores against their items, plus the L2 penalty.
+
+    A share ``config.input_dropout`` of each user's history is hidden from the user tower
+    (drawn anew every step), so the model learns to predict items from the user's other
+    items, as EASE's zero diagonal forces. Returns the mean over users of the summed error.
+    """
+    assert batch.history is not None and batch.history_mask is not None and batch.item_row is not None
+    n_users, n_items = batch.user.shape[0], model.n_items
+    hidden = batch.history_mask & (torch.rand(batch.history_mask.shape, device=batch.user.device) < config.input_dropout)
+    shown = batch.history_mask & ~hidden  # (B, N)
+    zeros = torch.zeros(n_users, n_items, device=batch.user.device)
+    inputs = zeros.scatter_add(1, batch.history, shown.float())  # (B, I)
+    users = model.user_vectors(batch.user, history_matrix=inputs)  # (B, D)
+    catalogue = model.item_vectors(torch.arange(n_items, device=batch.user.device))  # (I, D)
+    scores = users @ catalogue.T  # (B, I)
+
+    target = torch.zeros_like(scores)
+    value = torch.ones_like(batch.item, dtype=scores.dtype) if batch.weight is None else batch.weight
+    target.index_put_((batch.item_row, batch.item), value)
+    element_weight = zeros.scatter_add(1, batch.history, hidden.float()) * (config.hidden_item_weight - 1.0) + 1.0
+    error = (element_weight * (scores - target).square()).sum() / n_users
+    if config.l2 == 0:
+        return error
+    # Each step takes the batch's share of the penalty, divided like the error by the batch
+    # size, so over an epoch the objective is (summed error + l2 * penalty) / B, as in EASE.
+    penalty = sum(parameter.square().sum() for parameter in model.parameters())
+    return error + config.l2 / model.n_users * penalty
+
+
 def compute_loss(
     model: TwoTowerModel,
     batch: Batch,
@@ -93,6 +129,8 @@ def compute_loss(
     ``item_log_probability`` (I,) is the log of each item's share of the training
     pairs, used by sampled softmax with popularity correction.
     """
+    if config.kind == "reconstruction":
+        return reconstruction_loss(model, batch, config)
     users = model.user_vectors(batch.user, batch.history, batch.history_mask)  # (B, D)
 
     if config.kind == "bpr":

@@ -51,6 +51,13 @@ class MeanHistory(nn.Module):
         return total / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
+class SumHistory(nn.Module):
+    """Sum of the item vectors present in the history, so a longer history gives a larger input."""
+
+    def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (vectors * mask.to(vectors.dtype).unsqueeze(-1)).sum(dim=1)  # (B, E)
+
+
 class RecencyHistory(nn.Module):
     """Weighted mean where the n-th most recent item weighs ``decay**n`` (position N-1 is the latest)."""
 
@@ -112,6 +119,8 @@ def build_history_encoder(config: UserTowerConfig, dim: int) -> nn.Module | None
     """Return the encoder named by ``config.history``, or None for "none"."""
     if config.history == "mean":
         return MeanHistory()
+    if config.history == "sum":
+        return SumHistory()
     if config.history == "recency":
         return RecencyHistory(config.history_length, config.recency_decay)
     if config.history == "gru":
@@ -196,17 +205,39 @@ class UserTower(nn.Module):
         return self.history_encoder is not None
 
     def forward(
-        self, user: torch.Tensor, history: torch.Tensor | None = None, history_mask: torch.Tensor | None = None
+        self,
+        user: torch.Tensor,
+        history: torch.Tensor | None = None,
+        history_mask: torch.Tensor | None = None,
+        *,
+        history_matrix: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Embed users from ids and a left-padded history, or from ``history_matrix``.
+
+        ``history_matrix`` (B, I) holds each user's item weights (1 for an item of the
+        history, 0 otherwise) and gives the same vector as the padded history with sum
+        or mean pooling, without gathering (B, N, E) item vectors.
+        """
         parts = []
         if self.id_embedding is not None:
             if self.training and self.user_id_dropout > 0:
                 dropped = torch.rand(user.shape, device=user.device) < self.user_id_dropout
                 user = torch.where(dropped, torch.full_like(user, self.unknown_user), user)
             parts.append(self.id_embedding(user))  # (B, U)
-        if self.history_encoder is not None:
+        if self.history_encoder is not None and history_matrix is not None:
+            parts.append(self._pool_matrix(history_matrix))  # (B, E)
+        elif self.history_encoder is not None:
             assert history is not None and history_mask is not None, "this user tower needs the history"
             vectors = self.item_embedding(history)  # (B, N, E)
             parts.append(self.history_encoder(vectors, history_mask))  # (B, E)
         inputs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         return self.mlp(inputs)  # (B, D)
+
+    def _pool_matrix(self, matrix: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.history_encoder, (SumHistory, MeanHistory)):
+            raise ValueError(f"a history matrix needs sum or mean pooling, not {type(self.history_encoder).__name__}")
+        items = torch.arange(matrix.shape[1], device=matrix.device)
+        pooled = matrix @ self.item_embedding(items)  # (B, I) @ (I, E)
+        if isinstance(self.history_encoder, MeanHistory):
+            pooled = pooled / matrix.sum(dim=1, keepdim=True).clamp_min(1.0)
+        return pooled

@@ -6,14 +6,23 @@ Because the score is a plain dot product, an inner-product FAISS index over
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recsearch.errors import InputError
-from recsearch.models.config import ModelConfig
+from recsearch.models.config import POOLING_HISTORIES, ModelConfig
 from recsearch.models.schema import CatalogSchema
 from recsearch.models.towers import ItemTower, UserTower
+
+
+# Floats of gathered history vectors or item matrix rows held at once when embedding many users (16 MiB).
+CHUNK_FLOATS = 4_194_304
+
+# Returns the (B, N) latest items of (B,) users, left-padded, and their mask.
+UserItems = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 class TwoTowerModel(nn.Module):
@@ -53,13 +62,46 @@ class TwoTowerModel(nn.Module):
         return self.config.user_tower.history_length
 
     def user_vectors(
-        self, user: torch.Tensor, history: torch.Tensor | None = None, history_mask: torch.Tensor | None = None
+        self,
+        user: torch.Tensor,
+        history: torch.Tensor | None = None,
+        history_mask: torch.Tensor | None = None,
+        *,
+        history_matrix: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Embed users; with l2_normalize the vector is also divided by the temperature."""
-        vectors = self.user_tower(user, history, history_mask)  # (B, D)
+        """Embed users; with l2_normalize the vector is also divided by the temperature.
+
+        ``history_matrix`` (B, I) replaces the padded history for sum and mean pooling.
+        """
+        vectors = self.user_tower(user, history, history_mask, history_matrix=history_matrix)  # (B, D)
         if self.config.l2_normalize:
             vectors = F.normalize(vectors, dim=-1) / self.config.temperature
         return vectors
+
+    @torch.no_grad()
+    def embed_users(self, user: torch.Tensor, history: "UserItems | None" = None) -> torch.Tensor:
+        """Embed many users in chunks, reading their latest ``history_length`` items from ``history``; call in eval mode.
+
+        Sum and mean pooling read a (chunk, I) item matrix instead of gathering (chunk, N, E)
+        item vectors when the catalogue is smaller than N * E, which is cheaper for long histories.
+        """
+        if not self.uses_history:
+            return self.user_vectors(user)
+        assert history is not None, "this model encodes user histories; pass the users' known items"
+        length = self.history_length
+        gathered = length * self.config.item_tower.id_dim  # floats per user on the padded path
+        use_matrix = self.config.user_tower.history in POOLING_HISTORIES and self.n_items < gathered
+        chunk = max(1, CHUNK_FLOATS // (self.n_items if use_matrix else gathered))
+        parts = []
+        for users in torch.split(user, chunk):
+            items, mask = history(users, length)
+            if use_matrix:
+                matrix = torch.zeros(users.shape[0], self.n_items, device=users.device)
+                matrix.scatter_add_(1, items, mask.to(matrix.dtype))
+                parts.append(self.user_vectors(users, history_matrix=matrix))
+            else:
+                parts.append(self.user_vectors(users, items, mask))
+        return torch.cat(parts)  # torch.split yields one empty chunk for no users
 
     def item_vectors(self, item: torch.Tensor) -> torch.Tensor:
         """Embed items (L2-normalised when the configuration sets l2_normalize)."""
@@ -98,8 +140,9 @@ def check_config_against_schema(config: ModelConfig, schema: CatalogSchema) -> N
                 f"item feature {feature.name!r} is not in the dataset; available item features: "
                 f"{', '.join(available) or '(none)'}"
             )
-    if config.loss.kind == "full_softmax" and schema.n_items > config.loss.max_full_softmax_items:
+    kind = config.loss.kind
+    if kind in ("full_softmax", "reconstruction") and schema.n_items > config.loss.max_full_softmax_items:
         raise InputError(
-            f"full_softmax scores all {schema.n_items} items per example, above max_full_softmax_items="
+            f"{kind} scores all {schema.n_items} items per example, above max_full_softmax_items="
             f"{config.loss.max_full_softmax_items}; use loss kind 'sampled_softmax' or raise the limit"
         )

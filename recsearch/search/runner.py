@@ -25,7 +25,7 @@ from recsearch.search import study as study_tools
 from recsearch.search.leaderboard import pareto_front, select_winner, write_leaderboard
 from recsearch.search.refit import RefitResult, refit_winner
 from recsearch.search.space import SearchSpace, default_space, load_space, space_from_json
-from recsearch.search.suggest import default_trial_params, suggest_config
+from recsearch.search.suggest import seed_trial_params, suggest_config
 from recsearch.train import MONITOR, catalog_schema, train_model
 
 logger = logging.getLogger(__name__)
@@ -311,8 +311,9 @@ def run_search(
     space = _keep_study_params(study, space)
     study.set_user_attr("space", space.to_json())
     if not study.trials:
-        # Start from the default configuration, which is known to train well.
-        study.enqueue_trial(default_trial_params(space), skip_if_exists=True)
+        # Start from configurations known to train well.
+        for params in seed_trial_params(space):
+            study.enqueue_trial(params, skip_if_exists=True)
 
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished_states))

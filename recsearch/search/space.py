@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from recsearch.errors import InputError
+from recsearch.models.config import LossConfig
 
 # Values of categorical parameters must be what JSON and Optuna's storage can hold.
 Choice = str | int | float | bool | None
@@ -119,8 +120,14 @@ def default_space(
     offers the GRU and self-attention history encoders, which cost 50 to 100 times the
     mean pooling per batch on a CPU; the search offers them when a GPU is present.
     """
-    histories = ("none", "mean", "recency", "gru", "attention") if sequence_encoders else ("none", "mean", "recency")
+    histories = ("none", "mean", "sum", "recency") + (("gru", "attention") if sequence_encoders else ())
+    # Losses that score the whole catalogue for every example are offered up to the default limit.
+    losses = ("bpr", "sampled_softmax")
+    if n_items <= LossConfig().max_full_softmax_items:
+        losses += ("full_softmax", "reconstruction")
     params: dict[str, Param] = {
+        # First, as the loss decides which user-tower and batch parameters apply (see suggest.py).
+        "model.loss.kind": choice(*losses),
         "model.embedding_dim": choice(16, 32, 64, 128),
         "model.user_tower.id_dim": int_param(8, 256, log=True),
         "model.item_tower.id_dim": int_param(8, 256, log=True),
@@ -142,11 +149,14 @@ def default_space(
         "model.embeddings.tier_dim_ratio": float_param(0.25, 0.75),
         "model.l2_normalize": choice(False, True),
         "model.temperature": float_param(0.05, 1.0, log=True),
-        "model.loss.kind": choice("bpr", "sampled_softmax", "full_softmax"),
         "model.loss.n_negatives": int_param(1, 64, log=True),
+        "model.loss.input_dropout": float_param(0.2, 0.8),
+        "model.loss.hidden_item_weight": float_param(1.0, 5.0),
+        "model.loss.l2": float_param(10.0, 1000.0, log=True),
         "train.learning_rate": float_param(3e-4, 3e-2, log=True),
         "train.weight_decay": float_param(1e-8, 1e-4, log=True),
         "train.batch_size": _batch_sizes(n_train),
+        "train.users_per_batch": choice(128, 256, 512, 1024),
         "train.example_weighting": choice("none", "log"),
     }
     for name in item_features:

@@ -12,20 +12,45 @@ from recsearch.errors import InputError
 from recsearch.models.config import format_validation_error
 from recsearch.search.space import Param, SearchSpace
 from recsearch.train import RunConfig
+from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN
 
 Values = dict[str, Any]
 _FEATURE_PREFIX = "model.item_tower.features."
 
 # A parameter whose path is a key here is suggested only when the predicate is true for
 # the values suggested or fixed before it. Otherwise the configuration default applies.
+def _reconstruction(values: Values) -> bool:
+    return values.get("model.loss.kind") == "reconstruction"
+
+
 _CONDITIONS: dict[str, Callable[[Values], bool]] = {
-    "model.user_tower.history_length": lambda v: v.get("model.user_tower.history", "none") != "none",
-    "model.user_tower.use_user_id": lambda v: v.get("model.user_tower.history", "none") != "none",
-    "model.user_tower.recency_decay": lambda v: v.get("model.user_tower.history") == "recency",
+    "model.user_tower.history": lambda v: not _reconstruction(v),
+    "model.user_tower.history_length": lambda v: (
+        v.get("model.user_tower.history", "none") != "none" and not _reconstruction(v)
+    ),
+    "model.user_tower.use_user_id": lambda v: (
+        v.get("model.user_tower.history", "none") != "none" and not _reconstruction(v)
+    ),
+    "model.user_tower.recency_decay": lambda v: v.get("model.user_tower.history") == "recency" and not _reconstruction(v),
     "model.embeddings.tier_dim_ratio": lambda v: v.get("model.embeddings.n_frequency_tiers", 1) > 1,
     "model.temperature": lambda v: bool(v.get("model.l2_normalize", False)),
     "model.loss.n_negatives": lambda v: v.get("model.loss.kind", "bpr") == "bpr",
     "model.loss.popularity_correction": lambda v: v.get("model.loss.kind") == "sampled_softmax",
+    "model.loss.input_dropout": _reconstruction,
+    "model.loss.hidden_item_weight": _reconstruction,
+    "model.loss.l2": _reconstruction,
+    "train.users_per_batch": _reconstruction,
+    "train.batch_size": lambda v: not _reconstruction(v),
+    "train.weight_decay": lambda v: not _reconstruction(v),
+}
+
+# Values that the reconstruction loss sets where no active parameter or fixed value gives
+# one: the user tower sums the user's items (up to the latest 2,048) into the item vectors.
+_RECONSTRUCTION_TOWER: Values = {
+    "model.user_tower.history": "sum",
+    "model.user_tower.history_length": 2048,
+    "model.user_tower.use_user_id": False,
+    "model.embeddings.init_std": 0.01,
 }
 for _tower in ("user_tower", "item_tower"):
     for _field in ("width", "activation", "dropout", "norm"):
@@ -53,7 +78,15 @@ def sample_values(trial: optuna.Trial, space: SearchSpace) -> Values:
     for path, param in space.params.items():
         if is_active(path, values):
             values[path] = _suggest_one(trial, path, param)
-    return {path: value for path, value in values.items() if is_active(path, values)}
+    return _with_implied({path: value for path, value in values.items() if is_active(path, values)})
+
+
+def _with_implied(values: Values) -> Values:
+    """Add the values the reconstruction loss sets to the paths that ``values`` (the active ones) lack."""
+    if _reconstruction(values):
+        for path, value in _RECONSTRUCTION_TOWER.items():
+            values.setdefault(path, value)
+    return values
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:
@@ -105,19 +138,29 @@ def _in_domain(param: Param, value: Any) -> bool:
     return float(param.low) <= value <= float(param.high)
 
 
-def default_trial_params(space: SearchSpace) -> Values:
-    """Return the parameters of the default RunConfig that the space can express, for a first trial.
+def default_trial_params(space: SearchSpace, config: RunConfig | None = None) -> Values:
+    """Return the parameters of ``config`` (the default RunConfig) that the space can express, for a first trial.
 
     A search then starts from a configuration known to train well; parameters whose
-    default lies outside the space are left for the sampler.
+    value lies outside the space are left for the sampler.
     """
-    defaults = _flatten(RunConfig().model_dump(mode="json"))
+    defaults = _flatten((config or RunConfig()).model_dump(mode="json"))
     values: Values = dict(space.fixed)
     params: Values = {}
     for path, param in space.params.items():
         if path in defaults and is_active(path, values) and _in_domain(param, defaults[path]):
             values[path] = params[path] = defaults[path]
     return params
+
+
+def seed_trial_params(space: SearchSpace) -> list[Values]:
+    """Return the first trials of a new study: the default configuration, then the
+    linear-autoencoder configuration where the space offers the reconstruction loss."""
+    seeds = [default_trial_params(space)]
+    loss = space.params.get("model.loss.kind")
+    if loss is not None and _in_domain(loss, "reconstruction"):
+        seeds.append(default_trial_params(space, RunConfig(model=RECONSTRUCTION_MODEL, train=RECONSTRUCTION_TRAIN)))
+    return seeds
 
 
 def suggest_config(trial: optuna.Trial, space: SearchSpace) -> RunConfig:

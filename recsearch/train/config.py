@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recsearch.models.config import LossConfig, ModelConfig, parse_config
+from recsearch.models.config import (
+    EmbeddingConfig,
+    ItemTowerConfig,
+    LossConfig,
+    ModelConfig,
+    UserTowerConfig,
+    parse_config,
+)
 
 # The metric that early stopping, checkpointing and search pruning watch, logged
 # under this name every validation epoch.
@@ -22,6 +29,8 @@ class TrainConfig(BaseModel):
     # Pairs per optimizer step; with sampled softmax also the number of in-batch negatives
     # per example plus one. A step of sampled softmax costs O(batch_size**2).
     batch_size: int = Field(default=1024, ge=1)
+    # Users per optimizer step with the reconstruction loss, whose examples are users.
+    users_per_batch: int = Field(default=512, ge=1)
     learning_rate: float = Field(default=3e-3, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)  # Adam's L2 penalty on every parameter
     max_epochs: int = Field(default=30, ge=1)
@@ -45,6 +54,21 @@ DEFAULT_MODEL = ModelConfig.matrix_factorization(
 )
 
 
+# The linear-autoencoder family: the sum of a user's item vectors against every item
+# vector, trained with the reconstruction loss. Both towers share the item vectors.
+# MovieLens-1M random split, 10 epochs: validation NDCG@10 0.243 with 256 users per step,
+# 0.241 with 128 and 0.237 with 500 (16 s on a 2-core CPU), against EASE's 0.249.
+# Measured once each.
+RECONSTRUCTION_MODEL = ModelConfig(
+    embedding_dim=128,
+    user_tower=UserTowerConfig(use_user_id=False, history="sum", history_length=2048, id_dim=128),
+    item_tower=ItemTowerConfig(id_dim=128),
+    embeddings=EmbeddingConfig(init_std=0.01),
+    loss=LossConfig(kind="reconstruction"),
+)
+RECONSTRUCTION_TRAIN = TrainConfig(learning_rate=3e-3, users_per_batch=256)
+
+
 class RunConfig(BaseModel):
     """Everything one training run needs besides the data: what ``recsearch train --config`` reads."""
 
@@ -52,6 +76,21 @@ class RunConfig(BaseModel):
 
     model: ModelConfig = DEFAULT_MODEL
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check_batch_unit(self) -> "RunConfig":
+        reconstruction = self.model.loss.kind == "reconstruction"
+        if not reconstruction and self.train.users_per_batch != TrainConfig.model_fields["users_per_batch"].default:
+            raise ValueError(
+                f"train.users_per_batch applies only to loss kind 'reconstruction', got {self.model.loss.kind!r}; "
+                "set train.batch_size instead"
+            )
+        if reconstruction and self.train.batch_size != TrainConfig.model_fields["batch_size"].default:
+            raise ValueError(
+                "train.batch_size counts pairs, and the reconstruction loss trains on users; "
+                f"set train.users_per_batch instead of batch_size={self.train.batch_size}"
+            )
+        return self
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":

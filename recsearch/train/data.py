@@ -1,6 +1,6 @@
 """Training data as tensors: time-ordered user histories (CSR) and whole batches drawn by index.
 
-Dimension legend: B batch, N history length, P training pairs.
+Dimension legend: B batch, N history length, P training pairs, U users with training pairs.
 """
 
 from __future__ import annotations
@@ -112,6 +112,47 @@ class TrainingPairs:
         return torch.log(counts / counts.sum()).float()
 
 
+class TrainingUsers:
+    """The users with training pairs, turned into batches of whole users for the reconstruction loss.
+
+    A batch holds each user's latest ``history_length`` items as the user tower's input
+    and all of the user's training items as the target.
+    """
+
+    def __init__(self, dataset: Dataset, config: RunConfig) -> None:
+        self.history, order = UserHistory.from_tables(dataset.n_users, dataset.train)
+        counts = torch.diff(self.history.indptr)  # (n_users,)
+        self.users = torch.nonzero(counts > 0).squeeze(1)  # (U,)
+        self.weight = None
+        if config.train.example_weighting == "log":
+            weight = 1.0 + np.log(np.maximum(dataset.train.weight[order], 1.0))
+            self.weight = torch.as_tensor(weight, dtype=torch.float32)  # (P,) in history order
+        self.history_length = config.model.user_tower.history_length
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """Gather the users at ``index`` (B,) with their latest items and all their items."""
+        user = self.users.index_select(0, index)
+        history, mask = self.history.last_items(user, self.history_length)
+        start, end = self.history.indptr[user], self.history.indptr[user + 1]
+        counts = end - start  # (B,)
+        item_row = torch.repeat_interleave(torch.arange(user.shape[0]), counts)  # (P,)
+        first = torch.cumsum(counts, 0) - counts  # (B,) position of each row's first pair in the batch
+        positions = start[item_row] + torch.arange(item_row.shape[0]) - first[item_row]  # (P,)
+        weight = None if self.weight is None else self.weight[positions]
+        return Batch(
+            user=user, item=self.history.items[positions], weight=weight, history=history, history_mask=mask,
+            item_row=item_row,
+        )
+
+    def item_log_probability(self, n_items: int) -> torch.Tensor:
+        """Return (n_items,) log share of the training pairs per item (unused by the reconstruction loss)."""
+        counts = torch.bincount(self.history.items, minlength=n_items).clamp_min(1).double()
+        return torch.log(counts / counts.sum()).float()
+
+
 def _keep(value: object) -> object:
     """Pass a prepared batch through the DataLoader unchanged (a module-level function pickles)."""
     return value
@@ -138,7 +179,7 @@ class EpochBatches:
 
     def __init__(
         self,
-        pairs: TrainingPairs,
+        pairs: TrainingPairs | TrainingUsers,
         batch_size: int,
         seed: int,
         *,
@@ -199,12 +240,18 @@ class TwoTowerDataModule(pl.LightningDataModule):
         super().__init__()
         self.dataset = dataset
         self.config = config
-        self.pairs: TrainingPairs | None = None
+        self.pairs: TrainingPairs | TrainingUsers | None = None
         self.validation_users = np.flatnonzero(np.bincount(dataset.validation.user, minlength=dataset.n_users) > 0)
 
     def setup(self, stage: str | None = None) -> None:
         if self.pairs is None:
-            self.pairs = TrainingPairs(self.dataset, self.config)
+            examples = TrainingUsers if self.reconstruction else TrainingPairs
+            self.pairs = examples(self.dataset, self.config)
+
+    @property
+    def reconstruction(self) -> bool:
+        """Whether the examples are users (the reconstruction loss) rather than pairs."""
+        return self.config.model.loss.kind == "reconstruction"
 
     def train_dataloader(self) -> EpochBatches:
         assert self.pairs is not None, "setup() builds the pairs"
@@ -212,7 +259,9 @@ class TwoTowerDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             epoch, rank, world_size = self.trainer.current_epoch, self.trainer.global_rank, self.trainer.world_size
         seed = self.config.train.seed + epoch
-        return EpochBatches(self.pairs, self.config.train.batch_size, seed, rank=rank, world_size=world_size)
+        train = self.config.train
+        batch_size = train.users_per_batch if self.reconstruction else train.batch_size
+        return EpochBatches(self.pairs, batch_size, seed, rank=rank, world_size=world_size)
 
     def transfer_batch_to_device(self, batch: object, device: torch.device, dataloader_idx: int) -> object:
         """Move training batches field by field; Lightning's generic traversal costs more than the copy on CPU."""

@@ -74,7 +74,7 @@ class TwoTowerModule(pl.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             optimizer.step()
-            n_examples = batch.item.shape[0]
+            n_examples = batch.user.shape[0]
             group_loss += loss.detach() * n_examples
             n_group += n_examples
 

@@ -28,8 +28,6 @@ class TwoTowerScorer:
     @torch.no_grad()
     def __call__(self, users: np.ndarray) -> torch.Tensor:
         user = torch.as_tensor(users, dtype=torch.int64, device=self.device)
-        history = mask = None
-        if self.history is not None:
-            history, mask = self.history.last_items(user, self.model.history_length)
-        vectors = self.model.user_vectors(user, history, mask)  # (B, D)
+        history = None if self.history is None else self.history.last_items
+        vectors = self.model.embed_users(user, history)  # (B, D)
         return (vectors @ self.item_vectors.T).float()  # (B, n_items)

@@ -12,7 +12,9 @@ from recsearch.errors import InputError
 from recsearch.export import ExportConfig, IndexConfig, build_index, export_model, find_model_run, recall_at_k
 from recsearch.export.pipeline import last_items, user_item_history
 from recsearch.item_index import ItemIndex
-from recsearch.train import load_trained_model
+from recsearch.train.config import RECONSTRUCTION_MODEL, RunConfig, TrainConfig
+from serving.model import Query, ServingModel
+from recsearch.train import load_trained_model, train_model
 
 
 def test_manifest_describes_model(history_model_dir, history_run):
@@ -117,3 +119,29 @@ def test_export_cli_writes_link(history_run, tmp_path):
     assert status == 0
     assert (tmp_path / "current").resolve() == (tmp_path / "v1").resolve()
     md.load_model_dir(tmp_path / "current")
+
+
+def test_reconstruction_model_serves_session_requests(data_dir, tmp_path):
+    # A linear autoencoder reads up to 2,048 items through the ONNX tower; a new user's
+    # recent items must give the torch model's own ranking.
+    config = RunConfig(model=RECONSTRUCTION_MODEL, train=TrainConfig(users_per_batch=64, max_epochs=2))
+    train_model(data_dir, config, tmp_path / "run", evaluate_test=False)
+    export_model(tmp_path / "run", tmp_path / "model", ExportConfig(index=IndexConfig(kind="flat")))
+    served = ServingModel.load(tmp_path / "model")
+    assert served.history_length == 2048
+
+    network = load_trained_model(tmp_path / "run", load_dataset(data_dir))
+    recent = np.array([5, 17, 40, 41])
+    history = torch.zeros(1, 2048, dtype=torch.int64)
+    history[0, -4:] = torch.from_numpy(recent)
+    mask = torch.zeros(1, 2048, dtype=torch.bool)
+    mask[0, -4:] = True
+    with torch.no_grad():
+        scores = (network.user_vectors(torch.zeros(1, dtype=torch.int64), history, mask) @ network.all_item_vectors().T)[0]
+    scores[recent] = -np.inf
+    expected = torch.topk(scores, 10).indices.numpy()
+
+    item_ids = np.asarray(md.load_model_dir(tmp_path / "model").item_ids)
+    result = served.recommend(Query(user_id="someone new", k=10, recent_item_ids=tuple(item_ids[recent])))
+    assert not result.fallback
+    np.testing.assert_array_equal(result.item_ids, item_ids[expected])

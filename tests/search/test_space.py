@@ -21,17 +21,28 @@ def test_every_suggestion_is_valid():
 def test_conditional_params_only_when_active():
     space = default_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), direction="maximize")
+    seen_kinds = set()
     for _ in range(100):
         trial = study.ask()
-        suggest_config(trial, space)
+        config = suggest_config(trial, space)
         params = trial.params
+        seen_kinds.add(params["model.loss.kind"])
         if params["model.loss.kind"] != "bpr":
             assert "model.loss.n_negatives" not in params
-        if params["model.user_tower.history"] == "none":
-            assert "model.user_tower.history_length" not in params
+        if params["model.loss.kind"] == "reconstruction":
+            # The loss fixes the user tower and counts its batches in users.
+            assert not {"model.user_tower.history", "train.batch_size", "train.weight_decay"} & set(params)
+            assert {"model.loss.l2", "train.users_per_batch"} <= set(params)
+            assert config.model.user_tower.history == "sum" and not config.model.user_tower.use_user_id
+            assert config.model.embeddings.init_std == 0.01
+        else:
+            assert not {"model.loss.l2", "model.loss.input_dropout", "train.users_per_batch"} & set(params)
+            if params["model.user_tower.history"] == "none":
+                assert "model.user_tower.history_length" not in params
         if not params["model.l2_normalize"]:
             assert "model.temperature" not in params
         study.tell(trial, 0.0)
+    assert seen_kinds == {"bpr", "sampled_softmax", "full_softmax", "reconstruction"}
 
 
 def test_space_file_overrides(tmp_path):
@@ -85,8 +96,16 @@ def test_feature_dims_build_feature_list():
 def test_cpu_space_leaves_out_sequence_encoders():
     cpu = default_space(sequence_encoders=False).params["model.user_tower.history"].choices
     gpu = default_space(sequence_encoders=True).params["model.user_tower.history"].choices
-    assert set(cpu) == {"none", "mean", "recency"}
+    assert set(cpu) == {"none", "mean", "sum", "recency"}
     assert set(gpu) == set(cpu) | {"gru", "attention"}
+
+
+def test_catalogue_wide_losses_only_for_catalogues_within_the_limit():
+    # full_softmax and reconstruction score every item per example, up to 200,000 items by default.
+    small = default_space(n_items=200_000).params["model.loss.kind"].choices
+    large = default_space(n_items=200_001).params["model.loss.kind"].choices
+    assert set(small) == {"bpr", "sampled_softmax", "full_softmax", "reconstruction"}
+    assert set(large) == {"bpr", "sampled_softmax"}
 
 
 def test_space_survives_json():
