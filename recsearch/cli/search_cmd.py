@@ -107,7 +107,7 @@ def print_search_summary(result) -> None:
         ("written to", str(result.run_dir)),
     ]
     if result.pareto:
-        rows.append(("Pareto front (trial: ndcg, bytes)",
+        rows.append(("Pareto front (trial: ndcg, size objective)",
                      "; ".join(f"{p['number']}: {p['ndcg']:.4f}, {p['size']:,.0f}" for p in result.pareto)))
     if result.refit is not None:
         refit = result.refit

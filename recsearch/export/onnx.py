@@ -18,7 +18,10 @@ from recsearch.model_dir import user_tower_feed
 from recsearch.models.two_tower import TwoTowerModel
 OUTPUT_NAME = "user_vectors"
 _OPSET = 17
-_TOLERANCE = 1e-4  # largest absolute difference allowed between torch and onnxruntime outputs
+# Largest difference allowed between torch and onnxruntime outputs, relative to the largest
+# output magnitude (at least 1): sums of long histories reach hundreds, where float32
+# rounding alone differs by about 1e-6 of the value.
+_TOLERANCE = 1e-4
 
 
 class UserTowerGraph(nn.Module):
@@ -36,7 +39,8 @@ class UserTowerGraph(nn.Module):
 def export_user_tower(network: TwoTowerModel, *, n_check: int = 64, seed: int = 0) -> bytes:
     """Return the ONNX model of the user tower, checked against torch on random inputs.
 
-    Raises RecsearchError when onnxruntime's output differs from torch's by more than 1e-4.
+    Raises RecsearchError when onnxruntime's output differs from torch's by more than 1e-4
+    of the largest output magnitude (at least 1).
     """
     network = network.eval()
     length = network.history_length
@@ -87,8 +91,9 @@ def _check_against_torch(
     with torch.no_grad():
         expected = network.user_vectors(user, history, history_mask).numpy()
     difference = float(np.abs(got - expected).max())
-    if difference > _TOLERANCE:
+    allowed = _TOLERANCE * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    if difference > allowed:
         raise RecsearchError(
-            f"the ONNX user tower differs from the torch one by {difference:.2e} (allowed {_TOLERANCE:.0e}); "
+            f"the ONNX user tower differs from the torch one by {difference:.2e} (allowed {allowed:.1e}); "
             "the network uses an operation the ONNX exporter translates wrongly"
         )

@@ -17,7 +17,7 @@ from recsearch.models.two_tower import TwoTowerModel
 class Batch(NamedTuple):
     """A batch of positive (user, item) pairs with the user's history before each pair.
 
-    For the reconstruction loss a batch holds users instead: ``item`` lists all their
+    For the reconstruction loss a batch contains users instead: ``item`` lists all their
     training items, ``item_row`` the batch row of each, and the history is each user's
     latest items (P below: the pairs of the batch's users).
     """
@@ -105,9 +105,10 @@ def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) 
     scores = users @ catalogue.T  # (B, I)
 
     target = torch.zeros_like(scores)
-    value = torch.ones_like(batch.item, dtype=scores.dtype) if batch.weight is None else batch.weight
-    target.index_put_((batch.item_row, batch.item), value)
+    target[batch.item_row, batch.item] = 1.0
     element_weight = zeros.scatter_add(1, batch.history, hidden.float()) * (config.hidden_item_weight - 1.0) + 1.0
+    if batch.weight is not None:  # example weighting: a pair's error counts weight times
+        element_weight[batch.item_row, batch.item] *= batch.weight
     error = (element_weight * (scores - target).square()).sum() / n_users
     if config.l2 == 0:
         return error

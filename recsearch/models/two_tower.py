@@ -80,17 +80,20 @@ class TwoTowerModel(nn.Module):
 
     @torch.no_grad()
     def embed_users(self, user: torch.Tensor, history: "UserItems | None" = None) -> torch.Tensor:
-        """Embed many users in chunks, reading their latest ``history_length`` items from ``history``; call in eval mode.
+        """Embed many users in chunks from their latest ``history_length`` items, read from ``history``.
 
         Sum and mean pooling read a (chunk, I) item matrix instead of gathering (chunk, N, E)
-        item vectors when the catalogue is smaller than N * E, which is cheaper for long histories.
+        item vectors when the catalogue has at most 16 N items, which is faster for long histories.
         """
         if not self.uses_history:
             return self.user_vectors(user)
         assert history is not None, "this model encodes user histories; pass the users' known items"
         length = self.history_length
         gathered = length * self.config.item_tower.id_dim  # floats per user on the padded path
-        use_matrix = self.config.user_tower.history in POOLING_HISTORIES and self.n_items < gathered
+        # Per element, the (B, I) by (I, E) product ran 30 to 50 times faster than the (B, N, E)
+        # gather: at N = 2,048 and E = 128 the matrix path was 5x faster with 20,000 items and
+        # 3x slower with 200,000 (2-core CPU). 16 keeps it where it was the faster.
+        use_matrix = self.config.user_tower.history in POOLING_HISTORIES and self.n_items <= 16 * length
         chunk = max(1, CHUNK_FLOATS // (self.n_items if use_matrix else gathered))
         parts = []
         for users in torch.split(user, chunk):

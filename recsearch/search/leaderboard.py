@@ -95,11 +95,16 @@ class ParetoPoint:
 
 def pareto_front(study: optuna.Study) -> list[ParetoPoint]:
     """Return the completed trials that no other trial beats on both quality and size."""
-    points = [
-        ParetoPoint(t.number, t.values[0], float(t.user_attrs.get(SIZE_ATTRIBUTE, math.inf))) for t in completed(study)
-    ]
+    points = [ParetoPoint(t.number, t.values[0], _size(t)) for t in completed(study)]
     front = [
         p for p in points
         if not any(q.ndcg >= p.ndcg and q.size <= p.size and (q.ndcg > p.ndcg or q.size < p.size) for q in points)
     ]
     return sorted(front, key=lambda p: p.size)
+
+
+def _size(trial: FrozenTrial) -> float:
+    """Return the size objective of a two-objective trial (parameters or bytes), else its serving bytes."""
+    if trial.values is not None and len(trial.values) > 1:
+        return float(trial.values[1])
+    return float(trial.user_attrs.get(SIZE_ATTRIBUTE, math.inf))

@@ -9,7 +9,7 @@ import optuna
 from pydantic import ValidationError
 
 from recsearch.errors import InputError
-from recsearch.models.config import format_validation_error
+from recsearch.models.config import POOLING_HISTORIES, format_validation_error
 from recsearch.search.space import Param, SearchSpace
 from recsearch.train import RunConfig
 from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN
@@ -17,21 +17,16 @@ from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN
 Values = dict[str, Any]
 _FEATURE_PREFIX = "model.item_tower.features."
 
-# A parameter whose path is a key here is suggested only when the predicate is true for
-# the values suggested or fixed before it. Otherwise the configuration default applies.
 def _reconstruction(values: Values) -> bool:
     return values.get("model.loss.kind") == "reconstruction"
 
 
+# A parameter whose path is a key here is suggested only when the predicate is true for
+# the values suggested or fixed before it. Otherwise the configuration default applies.
 _CONDITIONS: dict[str, Callable[[Values], bool]] = {
-    "model.user_tower.history": lambda v: not _reconstruction(v),
-    "model.user_tower.history_length": lambda v: (
-        v.get("model.user_tower.history", "none") != "none" and not _reconstruction(v)
-    ),
-    "model.user_tower.use_user_id": lambda v: (
-        v.get("model.user_tower.history", "none") != "none" and not _reconstruction(v)
-    ),
-    "model.user_tower.recency_decay": lambda v: v.get("model.user_tower.history") == "recency" and not _reconstruction(v),
+    "model.user_tower.history_length": lambda v: v.get("model.user_tower.history", "none") != "none",
+    "model.user_tower.use_user_id": lambda v: v.get("model.user_tower.history", "none") != "none",
+    "model.user_tower.recency_decay": lambda v: v.get("model.user_tower.history") == "recency",
     "model.embeddings.tier_dim_ratio": lambda v: v.get("model.embeddings.n_frequency_tiers", 1) > 1,
     "model.temperature": lambda v: bool(v.get("model.l2_normalize", False)),
     "model.loss.n_negatives": lambda v: v.get("model.loss.kind", "bpr") == "bpr",
@@ -41,16 +36,6 @@ _CONDITIONS: dict[str, Callable[[Values], bool]] = {
     "model.loss.l2": _reconstruction,
     "train.users_per_batch": _reconstruction,
     "train.batch_size": lambda v: not _reconstruction(v),
-    "train.weight_decay": lambda v: not _reconstruction(v),
-}
-
-# Values that the reconstruction loss sets where no active parameter or fixed value gives
-# one: the user tower sums the user's items (up to the latest 2,048) into the item vectors.
-_RECONSTRUCTION_TOWER: Values = {
-    "model.user_tower.history": "sum",
-    "model.user_tower.history_length": 2048,
-    "model.user_tower.use_user_id": False,
-    "model.embeddings.init_std": 0.01,
 }
 for _tower in ("user_tower", "item_tower"):
     for _field in ("width", "activation", "dropout", "norm"):
@@ -58,10 +43,40 @@ for _tower in ("user_tower", "item_tower"):
             lambda v, t=_tower: v.get(f"model.{t}.mlp.depth", 0) > 1
         )
 
+# Values that the reconstruction loss sets where the space gives none it accepts: the user
+# tower sums the user's items (up to the latest 2,048) into the item vectors.
+_RECONSTRUCTION_TOWER: Values = {
+    "model.user_tower.history": "sum",
+    "model.user_tower.history_length": 2048,
+    "model.user_tower.use_user_id": False,
+    "model.embeddings.init_std": 0.01,
+}
+_USER_TOWER_INPUTS = ("model.user_tower.history", "model.user_tower.history_length", "model.user_tower.use_user_id")
+# Searched for the pair losses only: its range does not suit the reconstruction loss, which
+# has its own l2. A value the space fixes is kept.
+_PAIR_LOSS_SEARCH = ("train.weight_decay",)
 
-def is_active(path: str, values: Values) -> bool:
+
+def _space_pools_history(space: SearchSpace) -> bool:
+    """Return whether every history encoder the space fixes or offers suits the reconstruction loss."""
+    if "model.user_tower.history" in space.fixed:
+        return space.fixed["model.user_tower.history"] in POOLING_HISTORIES
+    param = space.params.get("model.user_tower.history")
+    return param is not None and set(param.choices) <= set(POOLING_HISTORIES)
+
+
+def is_active(path: str, values: Values, space: SearchSpace) -> bool:
+    """Return whether ``path`` is suggested (or its fixed value used), given the values set before it."""
     condition = _CONDITIONS.get(path)
-    return condition is None or condition(values)
+    if condition is not None and not condition(values):
+        return False
+    if _reconstruction(values):
+        if path in _USER_TOWER_INPUTS:
+            # A space whose encoders all pool keeps its user tower, otherwise the loss sets it.
+            return _space_pools_history(space)
+        if path in _PAIR_LOSS_SEARCH:
+            return path in space.fixed
+    return True
 
 
 def _suggest_one(trial: optuna.Trial, path: str, param: Param) -> Any:
@@ -76,9 +91,9 @@ def sample_values(trial: optuna.Trial, space: SearchSpace) -> Values:
     """Suggest every active parameter of ``space``; fixed values are included as they are."""
     values: Values = dict(space.fixed)
     for path, param in space.params.items():
-        if is_active(path, values):
+        if is_active(path, values, space):
             values[path] = _suggest_one(trial, path, param)
-    return _with_implied({path: value for path, value in values.items() if is_active(path, values)})
+    return _with_implied({path: value for path, value in values.items() if is_active(path, values, space)})
 
 
 def _with_implied(values: Values) -> Values:
@@ -148,18 +163,26 @@ def default_trial_params(space: SearchSpace, config: RunConfig | None = None) ->
     values: Values = dict(space.fixed)
     params: Values = {}
     for path, param in space.params.items():
-        if path in defaults and is_active(path, values) and _in_domain(param, defaults[path]):
+        if path in defaults and is_active(path, values, space) and _in_domain(param, defaults[path]):
             values[path] = params[path] = defaults[path]
     return params
 
 
 def seed_trial_params(space: SearchSpace) -> list[Values]:
-    """Return the first trials of a new study: the default configuration, then the
-    linear-autoencoder configuration where the space offers the reconstruction loss."""
+    """Return the first trials of a new study: the default configuration and, where the
+    space allows the reconstruction loss, the linear-autoencoder configuration."""
+    if "model.loss.kind" in space.fixed:
+        kinds = {space.fixed["model.loss.kind"]}
+    elif "model.loss.kind" in space.params:
+        kinds = set(space.params["model.loss.kind"].choices)
+    else:
+        kinds = {RunConfig().model.loss.kind}
+    autoencoder = RunConfig(model=RECONSTRUCTION_MODEL, train=RECONSTRUCTION_TRAIN)
+    if kinds == {"reconstruction"}:
+        return [default_trial_params(space, autoencoder)]
     seeds = [default_trial_params(space)]
-    loss = space.params.get("model.loss.kind")
-    if loss is not None and _in_domain(loss, "reconstruction"):
-        seeds.append(default_trial_params(space, RunConfig(model=RECONSTRUCTION_MODEL, train=RECONSTRUCTION_TRAIN)))
+    if "reconstruction" in kinds:
+        seeds.append(default_trial_params(space, autoencoder))
     return seeds
 
 

@@ -115,7 +115,7 @@ class TrainingPairs:
 class TrainingUsers:
     """The users with training pairs, turned into batches of whole users for the reconstruction loss.
 
-    A batch holds each user's latest ``history_length`` items as the user tower's input
+    A batch contains each user's latest ``history_length`` items as the user tower's input
     and all of the user's training items as the target.
     """
 
@@ -260,8 +260,12 @@ class TwoTowerDataModule(pl.LightningDataModule):
             epoch, rank, world_size = self.trainer.current_epoch, self.trainer.global_rank, self.trainer.world_size
         seed = self.config.train.seed + epoch
         train = self.config.train
-        batch_size = train.users_per_batch if self.reconstruction else train.batch_size
-        return EpochBatches(self.pairs, batch_size, seed, rank=rank, world_size=world_size)
+        if self.reconstruction:
+            # One step per Lightning batch: a step scores the whole catalogue for each user,
+            # so Lightning's per-batch cost is small, and time limits and stop requests,
+            # checked between Lightning batches, take effect after one step.
+            return EpochBatches(self.pairs, train.users_per_batch, seed, rank=rank, world_size=world_size, steps_per_group=1)
+        return EpochBatches(self.pairs, train.batch_size, seed, rank=rank, world_size=world_size)
 
     def transfer_batch_to_device(self, batch: object, device: torch.device, dataloader_idx: int) -> object:
         """Move training batches field by field; Lightning's generic traversal costs more than the copy on CPU."""

@@ -45,3 +45,19 @@ def test_pareto_front_drops_dominated():
     study = _study([(0.30, 100), (0.35, 900), (0.29, 200), (0.34, 50)])
     front = pareto_front(study)
     assert [p.number for p in front] == [3, 1]
+
+
+def test_pareto_front_uses_the_size_objective():
+    # With --objective ndcg,params the second objective is the parameter count, which can
+    # order trials differently from their serving bytes.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for index, (ndcg, n_parameters, size) in enumerate([(0.30, 10, 900), (0.35, 500, 100), (0.29, 20, 50)]):
+        study.add_trial(
+            create_trial(
+                values=[ndcg, n_parameters],
+                params={"x": index},
+                distributions={"x": IntDistribution(0, 100)},
+                user_attrs={"serving_bytes": size, "config": {}},
+            )
+        )
+    assert [(p.number, p.size) for p in pareto_front(study)] == [(0, 10.0), (1, 500.0)]

@@ -14,7 +14,8 @@ from recsearch.models.config import EmbeddingConfig
 from recsearch.models.losses import reconstruction_loss
 from recsearch.models.two_tower import TwoTowerModel
 from recsearch.train import RunConfig, TrainConfig, UserHistory, train_model
-from recsearch.train.data import TrainingUsers, catalog_schema
+from recsearch.export.onnx import export_user_tower
+from recsearch.train.data import TrainingUsers, TwoTowerDataModule, catalog_schema
 
 FAST = TrainConfig(users_per_batch=64, learning_rate=0.01, max_epochs=4, patience=4)
 
@@ -121,6 +122,19 @@ def test_loss_is_the_squared_error_plus_the_penalty(dataset):
     torch.testing.assert_close(reconstruction_loss(network, batch, network.config.loss), expected)
 
 
+def test_example_weights_scale_the_error_of_their_pairs(dataset):
+    network, batch = _batch_and_network(dataset, input_dropout=0.0, l2=0.0)
+    weight = torch.linspace(1.0, 3.0, batch.item.shape[0])
+    weighted = batch._replace(weight=weight)
+    target = torch.zeros(8, dataset.n_items)
+    target[batch.item_row, batch.item] = 1.0
+    scores = (target @ network.item_vectors(torch.arange(dataset.n_items))) @ network.all_item_vectors().T
+    element_weight = torch.ones_like(target)
+    element_weight[batch.item_row, batch.item] = weight
+    expected = (element_weight * (scores - target).square()).sum() / 8
+    torch.testing.assert_close(reconstruction_loss(network, weighted, network.config.loss), expected)
+
+
 def test_hidden_items_weigh_more(dataset):
     # With every item hidden the sum is zero, so each score is 0 and each of the users'
     # items adds hidden_item_weight * 1**2 to the error.
@@ -142,8 +156,40 @@ def test_hidden_items_weigh_more(dataset):
         ({"loss": {"kind": "full_softmax", "input_dropout": 0.2}}, {}, "input_dropout applies only"),
         ({}, {"users_per_batch": 64}, "users_per_batch applies only to loss kind 'reconstruction'"),
         (linear_model().model_dump(mode="json"), {"batch_size": 256}, "set train.users_per_batch instead"),
+        (
+            {"user_tower": {"history": "attention", "history_length": 513, "use_user_id": False}},
+            {},
+            "history_length=513 is above 512, which only sum and mean pooling allow",
+        ),
     ],
 )
 def test_invalid_combinations_are_named(model, train, message):
     with pytest.raises(InputError, match=re.escape(message)):
         RunConfig.from_json(json.dumps({"model": model, "train": train}))
+
+
+def test_each_lightning_batch_is_one_step(dataset):
+    # Time limits and stop requests are checked between Lightning batches, so a
+    # reconstruction epoch must not group its catalogue-wide steps.
+    module = TwoTowerDataModule(dataset, RunConfig(model=linear_model(), train=FAST))
+    module.setup()
+    groups = list(module.train_dataloader())
+    assert len(groups) == -(-len(module.pairs) // 64) and all(len(group) == 1 for group in groups)
+
+
+def test_onnx_check_scales_with_large_sums(dataset):
+    # Sums over 2,048 items of large vectors reach hundreds, where float32 rounding alone
+    # differs by more than 1e-4 between torch and onnxruntime.
+    # Hashed item ids: 64 rows shared by all items give every history large sums.
+    config = linear_model().model_copy(
+        update={
+            "user_tower": UserTowerConfig(use_user_id=False, history="sum", history_length=2048),
+            "embeddings": EmbeddingConfig(hash_above=50, n_hash_buckets=64),
+        }
+    )
+    torch.manual_seed(0)
+    network = TwoTowerModel(config, catalog_schema(dataset))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    assert export_user_tower(network)
