@@ -73,3 +73,13 @@ def test_seed_trials_follow_the_losses_the_space_allows():
     assert len(seed_trial_params(space.with_overrides({}, {"model.loss.kind": "bpr"}))) == 1
     # Catalogues above the full-scoring limit get no reconstruction loss and one seed.
     assert len(seed_trial_params(default_space(n_items=300_000))) == 1
+
+
+def test_reconstruction_trials_search_no_item_features():
+    space = default_space(("category",), n_items=500, n_train=5_000).with_overrides({}, {"model.loss.kind": "reconstruction"})
+    for trial, config in _suggestions(space):
+        assert "model.item_tower.features.category.dim" not in trial.params
+        assert config.model.item_tower.features == ()
+    fixed = space.with_overrides({}, {"model.item_tower.features.category.dim": 8})
+    for _, config in _suggestions(fixed):
+        assert [(f.name, f.dim) for f in config.model.item_tower.features] == [("category", 8)]
