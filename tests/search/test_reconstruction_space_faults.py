@@ -83,3 +83,12 @@ def test_reconstruction_trials_search_no_item_features():
     fixed = space.with_overrides({}, {"model.item_tower.features.category.dim": 8})
     for _, config in _suggestions(fixed):
         assert [(f.name, f.dim) for f in config.model.item_tower.features] == [("category", 8)]
+
+
+def test_reconstruction_keeps_fixed_towers():
+    space = default_space(n_items=500, n_train=5_000).with_overrides(
+        {}, {"model.loss.kind": "reconstruction", "model.item_tower.mlp.depth": 1, "model.item_tower.id_dim": 48}
+    )
+    for trial, config in _suggestions(space):
+        assert config.model.item_tower.mlp.depth == 1 and config.model.item_tower.id_dim == 48
+        assert "model.user_tower.mlp.depth" not in trial.params and config.model.user_tower.mlp.depth == 0

@@ -36,6 +36,11 @@ def test_conditional_params_only_when_active():
             assert {"model.loss.l2", "train.users_per_batch"} <= set(params)
             assert config.model.user_tower.history == "sum" and not config.model.user_tower.use_user_id
             assert config.model.embeddings.init_std == 0.01
+            # The linear autoencoder: item vectors shared with the history, no MLP, one id table.
+            assert not {"model.item_tower.id_dim", "model.item_tower.mlp.depth", "model.user_tower.mlp.depth"} & set(params)
+            assert config.model.item_tower.id_dim == config.model.embedding_dim
+            assert config.model.item_tower.mlp.depth == config.model.user_tower.mlp.depth == 0
+            assert config.model.embeddings.n_frequency_tiers == 1
         else:
             assert not {"model.loss.l2", "model.loss.input_dropout", "train.users_per_batch"} & set(params)
             if params["model.user_tower.history"] == "none":
