@@ -17,6 +17,7 @@ from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN
 Values = dict[str, Any]
 _FEATURE_PREFIX = "model.item_tower.features."
 
+
 def _reconstruction(values: Values) -> bool:
     return values.get("model.loss.kind") == "reconstruction"
 
