@@ -312,7 +312,9 @@ def run_search(
     study.set_user_attr("space", space.to_json())
     if not study.trials:
         # Start from configurations known to train well.
-        for params in seed_trial_params(space):
+        seeds = seed_trial_params(space, ordered=dataset.train.last_time is not None)
+        # A budget smaller than the seeds leaves none of them waiting in the study.
+        for params in seeds[: config.n_trials]:
             study.enqueue_trial(params, skip_if_exists=True)
 
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)

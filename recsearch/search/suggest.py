@@ -12,7 +12,7 @@ from recsearch.errors import InputError
 from recsearch.models.config import POOLING_HISTORIES, format_validation_error
 from recsearch.search.space import Param, SearchSpace
 from recsearch.train import RunConfig
-from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN
+from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN, SESSION_MODEL
 
 Values = dict[str, Any]
 _FEATURE_PREFIX = "model.item_tower.features."
@@ -183,9 +183,10 @@ def default_trial_params(space: SearchSpace, config: RunConfig | None = None) ->
     return params
 
 
-def seed_trial_params(space: SearchSpace) -> list[Values]:
-    """Return the first trials of a new study: the default configuration and, where the
-    space allows the reconstruction loss, the linear-autoencoder configuration."""
+def seed_trial_params(space: SearchSpace, *, ordered: bool = False) -> list[Values]:
+    """Return the first trials of a new study: the default configuration, the
+    linear-autoencoder configuration where the space allows the reconstruction loss,
+    and for ``ordered`` (time-ordered) logs a session model."""
     if "model.loss.kind" in space.fixed:
         kinds = {space.fixed["model.loss.kind"]}
     elif "model.loss.kind" in space.params:
@@ -198,6 +199,8 @@ def seed_trial_params(space: SearchSpace) -> list[Values]:
     seeds = [default_trial_params(space)]
     if "reconstruction" in kinds:
         seeds.append(default_trial_params(space, autoencoder))
+    if ordered and SESSION_MODEL.loss.kind in kinds:
+        seeds.append(default_trial_params(space, RunConfig(model=SESSION_MODEL)))
     return seeds
 
 

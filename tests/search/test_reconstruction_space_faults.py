@@ -75,6 +75,16 @@ def test_seed_trials_follow_the_losses_the_space_allows():
     assert len(seed_trial_params(default_space(n_items=300_000))) == 1
 
 
+def test_time_ordered_logs_also_seed_a_session_model():
+    space = default_space(n_items=500, n_train=5_000)
+    *_, session = seed_trial_params(space, ordered=True)
+    assert len(seed_trial_params(space, ordered=True)) == 3
+    assert session["model.user_tower.history"] == "recency" and session["model.user_tower.history_length"] == 10
+    assert session["model.user_tower.use_user_id"] is False and session["model.loss.kind"] == "sampled_softmax"
+    # Without the sampled softmax the session seed has no place in the space.
+    assert len(seed_trial_params(space.with_overrides({}, {"model.loss.kind": "bpr"}), ordered=True)) == 1
+
+
 def test_reconstruction_trials_search_no_item_features():
     space = default_space(("category",), n_items=500, n_train=5_000).with_overrides({}, {"model.loss.kind": "reconstruction"})
     for trial, config in _suggestions(space):
