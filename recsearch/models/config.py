@@ -19,7 +19,8 @@ HistoryEncoder = Literal["none", "mean", "sum", "recency", "gru", "attention"]
 LossKind = Literal["bpr", "sampled_softmax", "full_softmax", "reconstruction"]
 # The history encoders that the reconstruction loss can pool from a user-by-item matrix.
 POOLING_HISTORIES = ("sum", "mean")
-# Longest history of the other encoders, whose memory grows with the length (attention's with its square).
+# Encoders whose memory per user grows with the history (attention's with its square), and their longest history.
+SEQUENCE_HISTORIES = ("gru", "attention")
 MAX_SEQUENCE_HISTORY = 512
 
 
@@ -109,10 +110,10 @@ class UserTowerConfig(_Config):
                 f"user_id_dropout={self.user_id_dropout} needs both use_user_id=true and a history "
                 "encoder; set it to 0 or add a history encoder"
             )
-        if self.history_length > MAX_SEQUENCE_HISTORY and self.history not in POOLING_HISTORIES:
+        if self.history_length > MAX_SEQUENCE_HISTORY and self.history in SEQUENCE_HISTORIES:
             raise ValueError(
-                f"history_length={self.history_length} is above {MAX_SEQUENCE_HISTORY}, which only sum and mean "
-                f"pooling allow; got history={self.history!r}"
+                f"history_length={self.history_length} is above {MAX_SEQUENCE_HISTORY}, the limit of the "
+                f"{self.history} encoder; use at most {MAX_SEQUENCE_HISTORY} or a pooling encoder (mean, sum, recency)"
             )
         if self.recency_decay != 0.8 and self.history != "recency":
             raise ValueError(

@@ -83,7 +83,7 @@ def select_winner(study: optuna.Study, rule: str = "best", tolerance: float = 0.
         return best
     floor = best.values[0] * (1.0 - tolerance)
     near = [t for t in trials if t.values[0] >= floor]
-    return min(near, key=lambda t: (t.user_attrs.get(SIZE_ATTRIBUTE, math.inf), -t.values[0], t.number))
+    return min(near, key=lambda t: (_size(t), -t.values[0], t.number))
 
 
 @dataclass(frozen=True)

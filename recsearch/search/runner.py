@@ -145,7 +145,7 @@ class _StopAfterFailures:
 
 
 def _keep_study_params(study: optuna.Study, space: SearchSpace) -> SearchSpace:
-    """Keep the parameter ranges the study was created with; take the fixed values given now.
+    """Keep the parameter ranges and fixed values the study was created with, except where values are fixed now.
 
     Optuna refuses a parameter whose range changes within a study, so a worker on
     another kind of machine (a CPU worker joining GPU ones) or a resumed search with
@@ -158,7 +158,12 @@ def _keep_study_params(study: optuna.Study, space: SearchSpace) -> SearchSpace:
         "study %r was created with other parameter ranges than this invocation's; searching the study's "
         "(start a new study with --study-name or another --out to search new ranges)", study.study_name,
     )
-    return SearchSpace(params=space_from_json(recorded).params, fixed=space.fixed)
+    study_space = space_from_json(recorded)
+    # The values fixed now win over the study's ranges and fixed values, and the study's
+    # fixed values stay where this invocation gives none (a resume without the space file).
+    fixed = {**study_space.fixed, **space.fixed}
+    params = {path: param for path, param in study_space.params.items() if path not in fixed}
+    return SearchSpace(params=params, fixed=fixed)
 
 
 class _KeepStopRequest(Callback):

@@ -80,15 +80,17 @@ def _space_pools_history(space: SearchSpace) -> bool:
 
 def is_active(path: str, values: Values, space: SearchSpace) -> bool:
     """Return whether ``path`` is suggested (or its fixed value used), given the values set before it."""
+    if _reconstruction(values) and path in _USER_TOWER_INPUTS:
+        # The loss keeps a fixed value it accepts and a search over pooling encoders only,
+        # and sets the rest.
+        if path in space.fixed:
+            return path != "model.user_tower.history" or space.fixed[path] in POOLING_HISTORIES
+        return _space_pools_history(space)
     condition = _CONDITIONS.get(path)
     if condition is not None and not condition(values):
         return False
-    if _reconstruction(values):
-        if path in _USER_TOWER_INPUTS:
-            # A space whose encoders all pool keeps its user tower, otherwise the loss sets it.
-            return _space_pools_history(space)
-        if path in _PAIR_LOSS_SEARCH or path.startswith(_FEATURE_PREFIX):
-            return path in space.fixed
+    if _reconstruction(values) and (path in _PAIR_LOSS_SEARCH or path.startswith(_FEATURE_PREFIX)):
+        return path in space.fixed
     return True
 
 

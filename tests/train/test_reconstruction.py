@@ -159,7 +159,7 @@ def test_hidden_items_weigh_more(dataset):
         (
             {"user_tower": {"history": "attention", "history_length": 513, "use_user_id": False}},
             {},
-            "history_length=513 is above 512, which only sum and mean pooling allow",
+            "history_length=513 is above 512, the limit of the attention encoder",
         ),
     ],
 )
