@@ -47,11 +47,10 @@ def test_pareto_front_drops_dominated():
     assert [p.number for p in front] == [3, 1]
 
 
-def test_pareto_front_uses_the_size_objective():
-    # With --objective ndcg,params the second objective is the parameter count, which can
-    # order trials differently from their serving bytes.
+def _two_objective_study(points: list[tuple[float, int, int]]) -> optuna.Study:
+    """Return a study of (ndcg, parameter count) trials whose serving bytes are given apart."""
     study = optuna.create_study(directions=["maximize", "minimize"])
-    for index, (ndcg, n_parameters, size) in enumerate([(0.30, 10, 900), (0.35, 500, 100), (0.29, 20, 50)]):
+    for index, (ndcg, n_parameters, size) in enumerate(points):
         study.add_trial(
             create_trial(
                 values=[ndcg, n_parameters],
@@ -60,4 +59,18 @@ def test_pareto_front_uses_the_size_objective():
                 user_attrs={"serving_bytes": size, "config": {}},
             )
         )
+    return study
+
+
+def test_pareto_front_uses_the_size_objective():
+    # With --objective ndcg,params the second objective is the parameter count, which can
+    # order trials differently from their serving bytes.
+    study = _two_objective_study([(0.30, 10, 900), (0.35, 500, 100), (0.29, 20, 50)])
     assert [(p.number, p.size) for p in pareto_front(study)] == [(0, 10.0), (1, 500.0)]
+
+
+def test_smallest_within_uses_the_size_objective():
+    # The winner of smallest-within must lie on the Pareto front printed beside it.
+    study = _two_objective_study([(0.30, 500, 100), (0.31, 10, 900)])
+    winner = select_winner(study, "smallest-within", 0.5)
+    assert winner.number == 1 and winner.number in {p.number for p in pareto_front(study)}

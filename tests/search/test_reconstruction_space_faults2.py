@@ -3,7 +3,6 @@
 Each test checks a promise of the README or of a docstring:
 - A space file's fixed user-tower fields are kept under the reconstruction loss.
 - A resumed study takes the fixed values given now (``_keep_study_params``).
-- ``smallest-within`` under ``--objective ndcg,params`` ranks by the size objective.
 - The recency encoder, a weighted mean, accepts the history lengths that mean pooling accepts.
 """
 
@@ -11,13 +10,10 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from optuna.distributions import IntDistribution
-from optuna.trial import create_trial
 
 from recsearch.errors import InputError
 from recsearch.models.config import UserTowerConfig
 from recsearch.search import default_space, suggest_config
-from recsearch.search.leaderboard import pareto_front, select_winner
 from recsearch.search.runner import _keep_study_params
 
 BASE = default_space(("category",), n_items=500, n_train=5_000, sequence_encoders=False)
@@ -87,24 +83,6 @@ def test_resumed_study_takes_fixed_history():
     except InputError as exc:
         pytest.fail(f"the resumed search gave an invalid configuration: {exc}")
     assert {c.model.user_tower.history for c in configs} == {"mean"}
-
-
-def test_smallest_within_uses_size_objective():
-    # With --objective ndcg,params the Pareto front uses the parameter count, but
-    # smallest-within ranks by serving bytes, so it can pick a trial off that front.
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    for index, (ndcg, n_parameters, size) in enumerate([(0.30, 500, 100), (0.31, 10, 900)]):
-        study.add_trial(
-            create_trial(
-                values=[ndcg, n_parameters],
-                params={"x": index},
-                distributions={"x": IntDistribution(0, 100)},
-                user_attrs={"serving_bytes": size, "config": {}},
-            )
-        )
-    winner = select_winner(study, "smallest-within", 0.5)
-    assert winner.number in {p.number for p in pareto_front(study)}
-    assert winner.number == 1
 
 
 def test_recency_accepts_long_history():
