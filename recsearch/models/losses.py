@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from recsearch.models.config import LossConfig
-from recsearch.models.two_tower import TwoTowerModel
+from recsearch.models.two_tower import TwoTowerModel, history_matrix
 
 
 class Batch(NamedTuple):
@@ -94,19 +94,20 @@ def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) 
     (drawn anew every step), so the model learns to predict items from the user's other
     items, as EASE's zero diagonal forces. Returns the mean over users of the summed error.
     """
-    assert batch.history is not None and batch.history_mask is not None and batch.item_row is not None
+    assert batch.history is not None, "reconstruction batches carry each user's history"
+    assert batch.history_mask is not None, "reconstruction batches carry the history mask"
+    assert batch.item_row is not None, "reconstruction batches carry the row of each item"
     n_users, n_items = batch.user.shape[0], model.n_items
     hidden = batch.history_mask & (torch.rand(batch.history_mask.shape, device=batch.user.device) < config.input_dropout)
-    shown = batch.history_mask & ~hidden  # (B, N)
-    zeros = torch.zeros(n_users, n_items, device=batch.user.device)
-    inputs = zeros.scatter_add(1, batch.history, shown.float())  # (B, I)
+    visible = batch.history_mask & ~hidden  # (B, N)
+    inputs = history_matrix(batch.history, visible, n_items)  # (B, I)
     users = model.user_vectors(batch.user, history_matrix=inputs)  # (B, D)
     catalogue = model.item_vectors(torch.arange(n_items, device=batch.user.device))  # (I, D)
     scores = users @ catalogue.T  # (B, I)
 
     target = torch.zeros_like(scores)
     target[batch.item_row, batch.item] = 1.0
-    element_weight = zeros.scatter_add(1, batch.history, hidden.float()) * (config.hidden_item_weight - 1.0) + 1.0
+    element_weight = history_matrix(batch.history, hidden, n_items) * (config.hidden_item_weight - 1.0) + 1.0
     if batch.weight is not None:  # example weighting: a pair's error counts weight times
         element_weight[batch.item_row, batch.item] *= batch.weight
     error = (element_weight * (scores - target).square()).sum() / n_users

@@ -214,7 +214,7 @@ class UserTower(nn.Module):
     ) -> torch.Tensor:
         """Embed users from ids and a left-padded history, or from ``history_matrix``.
 
-        ``history_matrix`` (B, I) holds each user's item weights (1 for an item of the
+        ``history_matrix`` (B, I) contains each user's item weights (1 for an item of the
         history, 0 otherwise) and gives the same vector as the padded history with sum
         or mean pooling, without gathering (B, N, E) item vectors.
         """

@@ -25,6 +25,12 @@ CHUNK_FLOATS = 4_194_304
 UserItems = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
+def history_matrix(items: torch.Tensor, weights: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Return the (B, I) matrix of each row's summed ``weights`` (B, N) at its ``items`` (B, N)."""
+    matrix = torch.zeros(items.shape[0], n_items, device=items.device)
+    return matrix.scatter_add_(1, items, weights.to(matrix.dtype))
+
+
 class TwoTowerModel(nn.Module):
     """A user tower and an item tower whose outputs meet in a dot product."""
 
@@ -99,9 +105,7 @@ class TwoTowerModel(nn.Module):
         for users in torch.split(user, chunk):
             items, mask = history(users, length)
             if use_matrix:
-                matrix = torch.zeros(users.shape[0], self.n_items, device=users.device)
-                matrix.scatter_add_(1, items, mask.to(matrix.dtype))
-                parts.append(self.user_vectors(users, history_matrix=matrix))
+                parts.append(self.user_vectors(users, history_matrix=history_matrix(items, mask, self.n_items)))
             else:
                 parts.append(self.user_vectors(users, items, mask))
         return torch.cat(parts)  # torch.split yields one empty chunk for no users

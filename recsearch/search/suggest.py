@@ -54,12 +54,12 @@ _RECONSTRUCTION_TOWER: Values = {
 }
 _USER_TOWER_INPUTS = ("model.user_tower.history", "model.user_tower.history_length", "model.user_tower.use_user_id")
 # Searched for the pair losses only. Under the reconstruction loss a value the space fixes
-# is kept, and otherwise the configuration default applies (the item id size follows the
-# embedding size), so that loss searches the linear autoencoder: item vectors shared with
-# the history, no MLP, one id table, no item features. On the demo's log, trials with
-# projections or MLPs there stayed below validation NDCG@10 0.08 against the seed's 0.227,
-# and item features slowed the seed to 0.14 after 4 epochs against 0.22. Weight decay's range
-# does not suit that loss, which has its own l2.
+# is kept. Otherwise the configuration default applies, and the item id size follows the
+# embedding size. So that loss searches the linear autoencoder: item vectors shared with the
+# history, no MLP, one id table and no item features. On the demo's log, trials with
+# projections or MLPs stayed below validation NDCG@10 0.08 against the seed's 0.227. Item
+# features slowed the seed to 0.14 after 4 epochs against 0.22. Weight decay's range does
+# not suit that loss, which has its own l2.
 _PAIR_LOSS_SEARCH = (
     "train.weight_decay",
     "model.user_tower.id_dim",

@@ -85,10 +85,7 @@ class TrainingPairs:
         self.history, order = UserHistory.from_tables(dataset.n_users, dataset.train)
         self.user = torch.as_tensor(dataset.train.user[order], dtype=torch.int64)  # (P,)
         self.item = self.history.items  # (P,) the pair at position j is the j-th history entry
-        self.weight = None
-        if config.train.example_weighting == "log":
-            weight = 1.0 + np.log(np.maximum(dataset.train.weight[order], 1.0))
-            self.weight = torch.as_tensor(weight, dtype=torch.float32)
+        self.weight = _example_weights(dataset, config, order)
         tower = config.model.user_tower
         self.history_length = tower.history_length if tower.history != "none" else 0
 
@@ -108,8 +105,7 @@ class TrainingPairs:
 
     def item_log_probability(self, n_items: int) -> torch.Tensor:
         """Return (n_items,) log share of the training pairs per item, for the logQ correction."""
-        counts = torch.bincount(self.item, minlength=n_items).clamp_min(1).double()
-        return torch.log(counts / counts.sum()).float()
+        return _item_log_probability(self.item, n_items)
 
 
 class TrainingUsers:
@@ -123,10 +119,7 @@ class TrainingUsers:
         self.history, order = UserHistory.from_tables(dataset.n_users, dataset.train)
         counts = torch.diff(self.history.indptr)  # (n_users,)
         self.users = torch.nonzero(counts > 0).squeeze(1)  # (U,)
-        self.weight = None
-        if config.train.example_weighting == "log":
-            weight = 1.0 + np.log(np.maximum(dataset.train.weight[order], 1.0))
-            self.weight = torch.as_tensor(weight, dtype=torch.float32)  # (P,) in history order
+        self.weight = _example_weights(dataset, config, order)  # (P,) in history order
         self.history_length = config.model.user_tower.history_length
 
     def __len__(self) -> int:
@@ -149,8 +142,20 @@ class TrainingUsers:
 
     def item_log_probability(self, n_items: int) -> torch.Tensor:
         """Return (n_items,) log share of the training pairs per item (unused by the reconstruction loss)."""
-        counts = torch.bincount(self.history.items, minlength=n_items).clamp_min(1).double()
-        return torch.log(counts / counts.sum()).float()
+        return _item_log_probability(self.history.items, n_items)
+
+
+def _example_weights(dataset: Dataset, config: RunConfig, order: np.ndarray) -> torch.Tensor | None:
+    """Return (P,) weights 1 + log(weight) of the training pairs in ``order``, or None without example weighting."""
+    if config.train.example_weighting != "log":
+        return None
+    weight = 1.0 + np.log(np.maximum(dataset.train.weight[order], 1.0))
+    return torch.as_tensor(weight, dtype=torch.float32)
+
+
+def _item_log_probability(items: torch.Tensor, n_items: int) -> torch.Tensor:
+    counts = torch.bincount(items, minlength=n_items).clamp_min(1).double()
+    return torch.log(counts / counts.sum()).float()
 
 
 def _keep(value: object) -> object:

@@ -73,4 +73,5 @@ def test_smallest_within_uses_the_size_objective():
     # The winner of smallest-within must lie on the Pareto front printed beside it.
     study = _two_objective_study([(0.30, 500, 100), (0.31, 10, 900)])
     winner = select_winner(study, "smallest-within", 0.5)
-    assert winner.number == 1 and winner.number in {p.number for p in pareto_front(study)}
+    assert winner.number == 1
+    assert winner.number in {p.number for p in pareto_front(study)}

@@ -51,7 +51,7 @@ def test_reconstruction_searches_pooling_and_length():
         assert "model.user_tower.history_length" in trial.params
 
 
-def test_reconstruction_keeps_fixed_weight_decay_but_does_not_search_it():
+def test_fixed_weight_decay_kept():
     fixed = default_space(n_items=500, n_train=5_000).with_overrides(
         {}, {"model.loss.kind": "reconstruction", "train.weight_decay": 1e-5}
     )
@@ -59,17 +59,22 @@ def test_reconstruction_keeps_fixed_weight_decay_but_does_not_search_it():
         assert config.train.weight_decay == 1e-5
     searched = default_space(n_items=500, n_train=5_000).with_overrides({}, {"model.loss.kind": "reconstruction"})
     for trial, config in _suggestions(searched):
-        assert "train.weight_decay" not in trial.params and config.train.weight_decay == 0.0
+        assert "train.weight_decay" not in trial.params
+        assert config.train.weight_decay == 0.0
 
 
 def test_seed_trials_follow_the_losses_the_space_allows():
     space = default_space(n_items=500, n_train=5_000)
     default, autoencoder = seed_trial_params(space)
-    assert default["model.loss.kind"] == "sampled_softmax" and autoencoder["model.loss.kind"] == "reconstruction"
-    assert autoencoder["model.embedding_dim"] == 128 and not autoencoder["model.l2_normalize"]
+    assert default["model.loss.kind"] == "sampled_softmax"
+    assert autoencoder["model.loss.kind"] == "reconstruction"
+    assert autoencoder["model.embedding_dim"] == 128
+    assert not autoencoder["model.l2_normalize"]
 
     only = seed_trial_params(space.with_overrides({}, {"model.loss.kind": "reconstruction"}))
-    assert len(only) == 1 and only[0]["model.l2_normalize"] is False and only[0]["train.users_per_batch"] == 256
+    assert len(only) == 1
+    assert only[0]["model.l2_normalize"] is False
+    assert only[0]["train.users_per_batch"] == 256
     assert len(seed_trial_params(space.with_overrides({}, {"model.loss.kind": "bpr"}))) == 1
     # Catalogues above the full-scoring limit get no reconstruction loss and one seed.
     assert len(seed_trial_params(default_space(n_items=300_000))) == 1
@@ -79,8 +84,10 @@ def test_time_ordered_logs_also_seed_a_session_model():
     space = default_space(n_items=500, n_train=5_000)
     *_, session = seed_trial_params(space, ordered=True)
     assert len(seed_trial_params(space, ordered=True)) == 3
-    assert session["model.user_tower.history"] == "recency" and session["model.user_tower.history_length"] == 10
-    assert session["model.user_tower.use_user_id"] is False and session["model.loss.kind"] == "sampled_softmax"
+    assert session["model.user_tower.history"] == "recency"
+    assert session["model.user_tower.history_length"] == 10
+    assert session["model.user_tower.use_user_id"] is False
+    assert session["model.loss.kind"] == "sampled_softmax"
     # Without the sampled softmax the session seed has no place in the space.
     assert len(seed_trial_params(space.with_overrides({}, {"model.loss.kind": "bpr"}), ordered=True)) == 1
 
@@ -100,5 +107,7 @@ def test_reconstruction_keeps_fixed_towers():
         {}, {"model.loss.kind": "reconstruction", "model.item_tower.mlp.depth": 1, "model.item_tower.id_dim": 48}
     )
     for trial, config in _suggestions(space):
-        assert config.model.item_tower.mlp.depth == 1 and config.model.item_tower.id_dim == 48
-        assert "model.user_tower.mlp.depth" not in trial.params and config.model.user_tower.mlp.depth == 0
+        assert config.model.item_tower.mlp.depth == 1
+        assert config.model.item_tower.id_dim == 48
+        assert "model.user_tower.mlp.depth" not in trial.params
+        assert config.model.user_tower.mlp.depth == 0

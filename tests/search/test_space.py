@@ -34,7 +34,8 @@ def test_conditional_params_only_when_active():
             # The loss fixes the user tower and counts its batches in users.
             assert not {"model.user_tower.history", "train.batch_size", "train.weight_decay"} & set(params)
             assert {"model.loss.l2", "train.users_per_batch"} <= set(params)
-            assert config.model.user_tower.history == "sum" and not config.model.user_tower.use_user_id
+            assert config.model.user_tower.history == "sum"
+            assert not config.model.user_tower.use_user_id
             assert config.model.embeddings.init_std == 0.01
             # The linear autoencoder: item vectors shared with the history, no MLP, one id table.
             assert not {"model.item_tower.id_dim", "model.item_tower.mlp.depth", "model.user_tower.mlp.depth"} & set(params)
@@ -106,7 +107,7 @@ def test_cpu_space_leaves_out_sequence_encoders():
     assert set(gpu) == set(cpu) | {"gru", "attention"}
 
 
-def test_catalogue_wide_losses_only_for_catalogues_within_the_limit():
+def test_catalogue_wide_losses_size_limit():
     # full_softmax and reconstruction score every item per example, up to 200,000 items by default.
     small = default_space(n_items=200_000).params["model.loss.kind"].choices
     large = default_space(n_items=200_001).params["model.loss.kind"].choices

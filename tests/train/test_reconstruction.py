@@ -98,7 +98,7 @@ def test_user_batches_hold_every_training_item(dataset):
     for row, user in enumerate(batch.user.tolist()):
         expected = np.sort(dataset.train.item[dataset.train.user == user])
         np.testing.assert_array_equal(np.sort(batch.item[batch.item_row == row].numpy()), expected)
-        # The history holds the same items, left-padded.
+        # The history contains the same items, left-padded.
         np.testing.assert_array_equal(np.sort(batch.history[row][batch.history_mask[row]].numpy()), expected)
     assert len(examples) == len(np.unique(dataset.train.user))
 
@@ -174,7 +174,8 @@ def test_each_lightning_batch_is_one_step(dataset):
     module = TwoTowerDataModule(dataset, RunConfig(model=linear_model(), train=FAST))
     module.setup()
     groups = list(module.train_dataloader())
-    assert len(groups) == -(-len(module.pairs) // 64) and all(len(group) == 1 for group in groups)
+    assert len(groups) == -(-len(module.pairs) // 64)
+    assert all(len(group) == 1 for group in groups)
 
 
 def test_onnx_check_scales_with_large_sums(dataset):
