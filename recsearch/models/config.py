@@ -137,7 +137,9 @@ class LossConfig(_Config):
       per epoch. With sum pooling and no MLP this is a low-rank linear autoencoder, the
       family of EASE (Steck 2019, 2020). It scores all items, like ``full_softmax``.
       The default ``l2`` suits sum pooling. Mean pooling needs far less: on a synthetic
-      log, 1 trained well where 150 did not.
+      log, 1 trained well where 150 did not. ``zero_diagonal`` removes each item's own
+      term from its score during training, as EASE's constraint does. An item is then
+      predicted from the user's other items only. It needs a linear user tower.
     """
 
     kind: LossKind = "bpr"
@@ -147,6 +149,7 @@ class LossConfig(_Config):
     input_dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
     hidden_item_weight: float = Field(default=3.0, ge=1.0)
     l2: float = Field(default=150.0, ge=0.0)
+    zero_diagonal: bool = False
 
     @model_validator(mode="after")
     def _check_kind_options(self) -> "LossConfig":
@@ -155,7 +158,7 @@ class LossConfig(_Config):
         if self.kind != "sampled_softmax" and not self.popularity_correction:
             raise ValueError(f"popularity_correction applies only to kind='sampled_softmax', got kind={self.kind!r}")
         defaults = LossConfig.model_fields
-        for name in ("input_dropout", "hidden_item_weight", "l2"):
+        for name in ("input_dropout", "hidden_item_weight", "l2", "zero_diagonal"):
             if self.kind != "reconstruction" and getattr(self, name) != defaults[name].default:
                 raise ValueError(f"{name} applies only to kind='reconstruction', got kind={self.kind!r}")
         return self
@@ -187,6 +190,18 @@ class ModelConfig(_Config):
             raise ValueError(
                 f"loss kind 'reconstruction' pools each user's items; set user_tower.history to "
                 f"{' or '.join(repr(h) for h in POOLING_HISTORIES)}, got {history!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_zero_diagonal(self) -> "ModelConfig":
+        # An item's own term is separable from the user vector only when the user vector
+        # is a linear function of the pooled item vectors.
+        tower = self.user_tower
+        if self.loss.zero_diagonal and (tower.use_user_id or tower.mlp.depth != 0 or self.l2_normalize):
+            raise ValueError(
+                "loss.zero_diagonal needs a linear user tower: set user_tower.use_user_id=false, "
+                "user_tower.mlp.depth=0 and l2_normalize=false, or turn zero_diagonal off"
             )
         return self
 

@@ -104,6 +104,8 @@ def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) 
     users = model.user_vectors(batch.user, history_matrix=inputs)  # (B, D)
     catalogue = model.item_vectors(torch.arange(n_items, device=batch.user.device))  # (I, D)
     scores = users @ catalogue.T  # (B, I)
+    if config.zero_diagonal:
+        scores = scores - model.user_tower.own_terms(inputs, catalogue)
 
     target = torch.zeros_like(scores)
     target[batch.item_row, batch.item] = 1.0

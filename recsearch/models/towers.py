@@ -233,6 +233,20 @@ class UserTower(nn.Module):
         inputs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         return self.mlp(inputs)  # (B, D)
 
+    def own_terms(self, matrix: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """Return the part of each (user, item) score that the item's own input gives: (B, I).
+
+        ``matrix`` (B, I) contains the input weights of ``forward``'s ``history_matrix`` and
+        ``item_vectors`` (I, D) the item tower's outputs. Valid for a linear tower only: sum
+        or mean pooling, no user id and no hidden layer (ModelConfig checks this).
+        """
+        items = torch.arange(matrix.shape[1], device=matrix.device)
+        alone = self.mlp(self.item_embedding(items))  # (I, D): the user vector of a history of one item
+        terms = matrix * (alone * item_vectors).sum(dim=1)  # (B, I)
+        if isinstance(self.history_encoder, MeanHistory):
+            terms = terms / matrix.sum(dim=1, keepdim=True).clamp_min(1.0)
+        return terms
+
     def _pool_matrix(self, matrix: torch.Tensor) -> torch.Tensor:
         if not isinstance(self.history_encoder, (SumHistory, MeanHistory)):
             raise ValueError(f"a history matrix needs sum or mean pooling, not {type(self.history_encoder).__name__}")

@@ -143,10 +143,57 @@ def test_hidden_items_weigh_more(dataset):
     assert loss.item() == pytest.approx(4.0 * batch.item.shape[0] / 8)
 
 
+@pytest.mark.parametrize("history", ["sum", "mean"])
+def test_zero_diagonal_removes_each_items_own_input(history, dataset):
+    """With zero_diagonal an item's score is the score it gets when only the user's other items are the input."""
+    torch.manual_seed(0)
+    network = TwoTowerModel(linear_model(history, zero_diagonal=True), catalog_schema(dataset))
+    users = torch.arange(6)
+    inputs = (torch.rand(6, dataset.n_items) < 0.05).float()  # (B, I)
+    catalogue = network.all_item_vectors()  # (I, D)
+    scores = network.user_vectors(users, history_matrix=inputs) @ catalogue.T  # (B, I)
+    adjusted = scores - network.user_tower.own_terms(inputs, catalogue)
+    for row, item in zip(*torch.nonzero(inputs, as_tuple=True)):
+        others = inputs[row].clone()
+        others[item] = 0.0
+        without = network.user_vectors(users[row : row + 1], history_matrix=others[None]) @ catalogue[item]
+        if history == "sum":
+            torch.testing.assert_close(adjusted[row, item], without[0], atol=1e-6, rtol=1e-4)
+        else:  # the mean divides by the full count, so the own term leaves the others' sum over that count
+            count = inputs[row].sum()
+            torch.testing.assert_close(adjusted[row, item], without[0] * (count - 1) / count, atol=1e-6, rtol=1e-4)
+    # Items outside the input keep their scores.
+    torch.testing.assert_close(adjusted[inputs == 0], scores[inputs == 0])
+
+
+def test_zero_diagonal_loss_uses_the_adjusted_scores(dataset):
+    network, batch = _batch_and_network(dataset, input_dropout=0.0, l2=0.0, zero_diagonal=True)
+    target = torch.zeros(8, dataset.n_items)
+    target[batch.item_row, batch.item] = 1.0
+    item_vectors = network.item_vectors(torch.arange(dataset.n_items))
+    own = (item_vectors * network.all_item_vectors()).sum(dim=1)  # (I,): each item's score from itself
+    scores = (target @ item_vectors) @ network.all_item_vectors().T - target * own
+    expected = (scores - target).square().sum() / 8
+    torch.testing.assert_close(reconstruction_loss(network, batch, network.config.loss), expected)
+
+
+def test_zero_diagonal_trains(dataset, tmp_path, popularity_validation_ndcg):
+    model = linear_model("sum", zero_diagonal=True)
+    result = train_model(dataset, RunConfig(model=model, train=FAST), tmp_path, evaluate_test=False)
+    assert result.best_score is not None
+    assert result.best_score > 2 * popularity_validation_ndcg
+
+
 @pytest.mark.parametrize(
     ("model", "train", "message"),
     [
         ({"loss": {"kind": "reconstruction"}}, {}, "set user_tower.history to 'sum' or 'mean', got 'none'"),
+        ({"loss": {"kind": "bpr", "zero_diagonal": True}}, {}, "zero_diagonal applies only to kind='reconstruction'"),
+        (
+            {**linear_model(zero_diagonal=True).model_dump(mode="json"), "user_tower": {"history": "sum"}},
+            {},
+            "loss.zero_diagonal needs a linear user tower",
+        ),
         (
             {"loss": {"kind": "reconstruction"}, "user_tower": {"history": "gru", "use_user_id": False}},
             {},
