@@ -25,7 +25,7 @@ from recsearch.search import study as study_tools
 from recsearch.search.leaderboard import pareto_front, select_winner, write_leaderboard
 from recsearch.search.refit import RefitResult, refit_winner
 from recsearch.search.space import SearchSpace, default_space, load_space, space_from_json
-from recsearch.search.suggest import seed_trial_params, suggest_config
+from recsearch.search.suggest import check_fixed_values, seed_trial_params, suggest_config
 from recsearch.train import MONITOR, catalog_schema, train_model
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def build_space(dataset: Dataset, config: SearchConfig) -> SearchSpace:
             f"the search space names item features {sorted(set(unknown))} that the dataset lacks; "
             f"it has: {', '.join(dataset.item_features) or 'none'}"
         )
+    check_fixed_values(space)
     return space
 
 

@@ -36,6 +36,9 @@ from recsearch.models.config import LossConfig
 
 # Values of categorical parameters must be what JSON and Optuna's storage can hold.
 Choice = str | int | float | bool | None
+# Catalogues up to this size get embedding sizes up to 1,024 in the default space: 50,000
+# items x 1,024 floats is 200 MB, about 800 MB with Adam's two moments and the gradient.
+WIDE_DIMS_MAX_ITEMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,13 @@ def default_space(
     losses = ("bpr", "sampled_softmax")
     if n_items <= LossConfig().max_full_softmax_items:
         losses += ("full_softmax", "reconstruction")
+    # Up to 1,024 dimensions where the item table stays small: on MovieLens-1M the linear
+    # autoencoder with zero_diagonal reached validation NDCG@10 0.249 at 1,024, 0.246 at 128.
+    dims = (16, 32, 64, 128) + ((256, 512, 1024) if n_items <= WIDE_DIMS_MAX_ITEMS else ())
     params: dict[str, Param] = {
         # First, as the loss decides which user-tower and batch parameters apply (see suggest.py).
         "model.loss.kind": choice(*losses),
-        "model.embedding_dim": choice(16, 32, 64, 128),
+        "model.embedding_dim": choice(*dims),
         "model.user_tower.id_dim": int_param(8, 256, log=True),
         "model.item_tower.id_dim": int_param(8, 256, log=True),
         "model.user_tower.history": choice(*histories),
@@ -150,9 +156,10 @@ def default_space(
         "model.l2_normalize": choice(False, True),
         "model.temperature": float_param(0.05, 1.0, log=True),
         "model.loss.n_negatives": int_param(1, 64, log=True),
-        "model.loss.input_dropout": float_param(0.2, 0.8),
+        "model.loss.input_dropout": float_param(0.0, 0.8),
         "model.loss.hidden_item_weight": float_param(1.0, 5.0),
         "model.loss.l2": float_param(10.0, 1000.0, log=True),
+        "model.loss.zero_diagonal": choice(False, True),
         "train.learning_rate": float_param(3e-4, 3e-2, log=True),
         "train.weight_decay": float_param(1e-8, 1e-4, log=True),
         "train.batch_size": _batch_sizes(n_train),

@@ -12,7 +12,13 @@ from recsearch.errors import InputError
 from recsearch.models.config import POOLING_HISTORIES, format_validation_error
 from recsearch.search.space import Param, SearchSpace
 from recsearch.train import RunConfig
-from recsearch.train.config import RECONSTRUCTION_MODEL, RECONSTRUCTION_TRAIN, SESSION_MODEL
+from recsearch.train.config import (
+    RECONSTRUCTION_MODEL,
+    RECONSTRUCTION_TRAIN,
+    SESSION_MODEL,
+    WIDE_RECONSTRUCTION_MODEL,
+    WIDE_RECONSTRUCTION_TRAIN,
+)
 
 Values = dict[str, Any]
 _FEATURE_PREFIX = "model.item_tower.features."
@@ -35,6 +41,11 @@ _CONDITIONS: dict[str, Callable[[Values], bool]] = {
     "model.loss.input_dropout": _reconstruction,
     "model.loss.hidden_item_weight": _reconstruction,
     "model.loss.l2": _reconstruction,
+    # Only for a linear user tower, which the reconstruction loss keeps unless the space fixes otherwise.
+    "model.loss.zero_diagonal": lambda v: (
+        _reconstruction(v) and not v.get("model.l2_normalize", False)
+        and not v.get("model.user_tower.use_user_id", False) and v.get("model.user_tower.mlp.depth", 0) == 0
+    ),
     "train.users_per_batch": _reconstruction,
     "train.batch_size": lambda v: not _reconstruction(v),
 }
@@ -59,9 +70,10 @@ _USER_TOWER_INPUTS = ("model.user_tower.history", "model.user_tower.history_leng
 # history, no MLP, one id table and no item features. On the demo's log, trials with
 # projections or MLPs stayed below validation NDCG@10 0.08 against the seed's 0.227. Item
 # features slowed the seed to 0.14 after 4 epochs against 0.22. Weight decay's range does
-# not suit that loss, which has its own l2.
+# not suit that loss, which has its own l2, and cosine scores leave the EASE family.
 _PAIR_LOSS_SEARCH = (
     "train.weight_decay",
+    "model.l2_normalize",
     "model.user_tower.id_dim",
     "model.item_tower.id_dim",
     "model.user_tower.mlp.depth",
@@ -78,13 +90,44 @@ def _space_pools_history(space: SearchSpace) -> bool:
     return param is not None and set(param.choices) <= set(POOLING_HISTORIES)
 
 
+def check_fixed_values(space: SearchSpace) -> None:
+    """Raise InputError when the space fixes a zero diagonal together with values that rule it out.
+
+    A fixed value that applies to one loss only is otherwise used by the trials of that loss
+    and ignored by the others. Here no trial could use it, so the space contradicts itself.
+    """
+    fixed = space.fixed
+    if fixed.get("model.loss.zero_diagonal") is not True:
+        return
+    kind = fixed.get("model.loss.kind")
+    if kind is not None and kind != "reconstruction":
+        raise InputError(
+            f"the search space fixes model.loss.zero_diagonal = true with model.loss.kind = {kind!r}; "
+            "the zero diagonal applies only to the reconstruction loss"
+        )
+    conflicts = [
+        f"{path} = {fixed[path]!r}"
+        for path, allowed in (
+            ("model.l2_normalize", False), ("model.user_tower.use_user_id", False), ("model.user_tower.mlp.depth", 0)
+        )
+        if path in fixed and fixed[path] != allowed
+    ]
+    if conflicts:
+        raise InputError(
+            "the search space fixes model.loss.zero_diagonal = true, which needs a linear user tower, together "
+            f"with {', '.join(conflicts)}; remove one of them"
+        )
+
+
 def is_active(path: str, values: Values, space: SearchSpace) -> bool:
     """Return whether ``path`` is suggested (or its fixed value used), given the values set before it."""
     if _reconstruction(values) and path in _USER_TOWER_INPUTS:
         # The loss keeps a fixed value it accepts and a search over pooling encoders only,
-        # and sets the rest.
+        # and sets the rest. A fixed zero diagonal keeps the user id out.
         if path in space.fixed:
             return path != "model.user_tower.history" or space.fixed[path] in POOLING_HISTORIES
+        if path == "model.user_tower.use_user_id" and space.fixed.get("model.loss.zero_diagonal") is True:
+            return False
         return _space_pools_history(space)
     condition = _CONDITIONS.get(path)
     if condition is not None and not condition(values):
@@ -185,22 +228,37 @@ def default_trial_params(space: SearchSpace, config: RunConfig | None = None) ->
     return params
 
 
+def _offers(space: SearchSpace, path: str, value: Any) -> bool:
+    if path in space.fixed:
+        return space.fixed[path] == value
+    param = space.params.get(path)
+    return param is not None and _in_domain(param, value)
+
+
 def seed_trial_params(space: SearchSpace, *, ordered: bool = False) -> list[Values]:
     """Return the first trials of a new study: the default configuration, the
-    linear-autoencoder configuration where the space allows the reconstruction loss,
-    and for ``ordered`` (time-ordered) logs a session model."""
+    linear-autoencoder configuration where the space allows the reconstruction loss
+    (the 1,024-dimension one where the space offers that size), and for ``ordered``
+    (time-ordered) logs a session model."""
     if "model.loss.kind" in space.fixed:
         kinds = {space.fixed["model.loss.kind"]}
     elif "model.loss.kind" in space.params:
         kinds = set(space.params["model.loss.kind"].choices)
     else:
         kinds = {RunConfig().model.loss.kind}
-    autoencoder = RunConfig(model=RECONSTRUCTION_MODEL, train=RECONSTRUCTION_TRAIN)
+    autoencoder = default_trial_params(space, RunConfig(model=RECONSTRUCTION_MODEL, train=RECONSTRUCTION_TRAIN))
+    wide = default_trial_params(space, RunConfig(model=WIDE_RECONSTRUCTION_MODEL, train=WIDE_RECONSTRUCTION_TRAIN))
+    # The wide seed was tuned with the zero diagonal. Where the space rules that out, the
+    # 128-dimension seed, tuned without it, is used.
+    if _offers(space, "model.embedding_dim", WIDE_RECONSTRUCTION_MODEL.embedding_dim) and (
+        {**space.fixed, **wide}.get("model.loss.zero_diagonal") is True
+    ):
+        autoencoder = wide
     if kinds == {"reconstruction"}:
-        return [default_trial_params(space, autoencoder)]
+        return [autoencoder]
     seeds = [default_trial_params(space)]
     if "reconstruction" in kinds:
-        seeds.append(default_trial_params(space, autoencoder))
+        seeds.append(autoencoder)
     if ordered and SESSION_MODEL.loss.kind in kinds:
         seeds.append(default_trial_params(space, RunConfig(model=SESSION_MODEL)))
     return seeds

@@ -7,11 +7,15 @@ for the reconstruction loss should fill only the fields the space leaves open.
 
 from __future__ import annotations
 
-import optuna
+import re
 
+import optuna
+import pytest
+
+from recsearch.errors import InputError
 from recsearch.search import default_space, suggest_config
 from recsearch.search.space import choice, int_param
-from recsearch.search.suggest import seed_trial_params
+from recsearch.search.suggest import check_fixed_values, seed_trial_params
 
 
 def _suggestions(space, n_trials: int = 5):
@@ -68,12 +72,20 @@ def test_seed_trials_follow_the_losses_the_space_allows():
     default, autoencoder = seed_trial_params(space)
     assert default["model.loss.kind"] == "sampled_softmax"
     assert autoencoder["model.loss.kind"] == "reconstruction"
-    assert autoencoder["model.embedding_dim"] == 128
-    assert not autoencoder["model.l2_normalize"]
+    # A 500-item catalogue gets the 1,024-dimension seed with the zero diagonal, a larger one the 128-dimension seed.
+    assert autoencoder["model.embedding_dim"] == 1024
+    assert autoencoder["model.loss.zero_diagonal"] is True
+    assert autoencoder["model.loss.input_dropout"] == 0.0
+    assert autoencoder["train.learning_rate"] == 5e-4
+    assert "model.l2_normalize" not in autoencoder  # searched for the pair losses only
+    _, narrow = seed_trial_params(default_space(n_items=100_000, n_train=500_000))
+    assert narrow["model.embedding_dim"] == 128
+    assert narrow["model.loss.zero_diagonal"] is False
+    assert narrow["train.learning_rate"] == 3e-3
 
     only = seed_trial_params(space.with_overrides({}, {"model.loss.kind": "reconstruction"}))
     assert len(only) == 1
-    assert only[0]["model.l2_normalize"] is False
+    assert "model.l2_normalize" not in only[0]
     assert only[0]["train.users_per_batch"] == 256
     assert len(seed_trial_params(space.with_overrides({}, {"model.loss.kind": "bpr"}))) == 1
     # Catalogues above the full-scoring limit get no reconstruction loss and one seed.
@@ -111,3 +123,60 @@ def test_reconstruction_keeps_fixed_towers():
         assert config.model.item_tower.id_dim == 48
         assert "model.user_tower.mlp.depth" not in trial.params
         assert config.model.user_tower.mlp.depth == 0
+
+
+def test_zero_diagonal_only_for_a_linear_user_tower():
+    """A space that gives the reconstruction loss a user id, an MLP or cosine scores never draws the zero diagonal."""
+    base = default_space(n_items=500, n_train=5_000)
+    for fixed in (
+        {"model.user_tower.history": "sum", "model.user_tower.use_user_id": True},
+        {"model.user_tower.mlp.depth": 1},
+        {"model.l2_normalize": True},
+    ):
+        space = base.with_overrides({}, {"model.loss.kind": "reconstruction", **fixed})
+        for trial, config in _suggestions(space, n_trials=8):
+            assert "model.loss.zero_diagonal" not in trial.params
+            assert not config.model.loss.zero_diagonal
+    space = base.with_overrides({}, {"model.loss.kind": "reconstruction"})
+    drawn = {config.model.loss.zero_diagonal for _, config in _suggestions(space, n_trials=12)}
+    assert drawn == {False, True}
+
+
+def test_wide_embeddings_only_for_small_catalogues():
+    assert max(default_space(n_items=50_000).params["model.embedding_dim"].choices) == 1024
+    assert max(default_space(n_items=50_001).params["model.embedding_dim"].choices) == 128
+
+
+def test_contradictory_zero_diagonal_refused():
+    base = default_space(n_items=500, n_train=5_000)
+    for fixed, message in (
+        ({"model.loss.kind": "bpr"}, "with model.loss.kind = 'bpr'"),
+        ({"model.l2_normalize": True}, "model.l2_normalize = True"),
+        ({"model.user_tower.use_user_id": True, "model.user_tower.mlp.depth": 2}, "use_user_id = True, model.user_tower.mlp.depth = 2"),
+    ):
+        space = base.with_overrides({}, {"model.loss.zero_diagonal": True, **fixed})
+        with pytest.raises(InputError, match=re.escape(message)):
+            check_fixed_values(space)
+    check_fixed_values(base.with_overrides({}, {"model.loss.zero_diagonal": True, "model.loss.kind": "reconstruction"}))
+
+
+def test_fixed_zero_diagonal_keeps_the_user_id_out():
+    """A space searching sum or mean pooling searches the user id too, except beside a fixed zero diagonal."""
+    space = default_space(n_items=500, n_train=5_000).with_overrides(
+        {"model.user_tower.history": choice("sum", "mean")},
+        {"model.loss.kind": "reconstruction", "model.loss.zero_diagonal": True},
+    )
+    for trial, config in _suggestions(space, n_trials=8):
+        assert "model.user_tower.use_user_id" not in trial.params
+        assert config.model.loss.zero_diagonal
+        assert not config.model.user_tower.use_user_id
+
+
+def test_wide_seed_only_with_the_zero_diagonal():
+    base = default_space(n_items=500, n_train=5_000)
+    for fixed in ({"model.loss.zero_diagonal": False}, {"model.l2_normalize": True}):
+        _, autoencoder = seed_trial_params(base.with_overrides({}, fixed))
+        assert autoencoder["model.embedding_dim"] == 128
+        assert autoencoder.get("model.loss.zero_diagonal") is not True
+    _, wide = seed_trial_params(base.with_overrides({}, {"model.loss.zero_diagonal": True}))
+    assert wide["model.embedding_dim"] == 1024

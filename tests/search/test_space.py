@@ -22,7 +22,7 @@ def test_every_suggestion_is_valid():
 def test_conditional_params_only_when_active():
     space = default_space()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), direction="maximize")
-    seen_kinds = set()
+    seen_kinds, seen_zero_diagonal = set(), set()
     for _ in range(100):
         trial = study.ask()
         config = suggest_config(trial, space)
@@ -42,14 +42,21 @@ def test_conditional_params_only_when_active():
             assert config.model.item_tower.id_dim == config.model.embedding_dim
             assert config.model.item_tower.mlp.depth == config.model.user_tower.mlp.depth == 0
             assert config.model.embeddings.n_frequency_tiers == 1
+            # Dot products, so that the zero diagonal can be drawn: the linear tower has it.
+            assert "model.l2_normalize" not in params
+            assert not config.model.l2_normalize
+            assert "model.loss.zero_diagonal" in params
+            seen_zero_diagonal.add(config.model.loss.zero_diagonal)
         else:
             assert not {"model.loss.l2", "model.loss.input_dropout", "train.users_per_batch"} & set(params)
+            assert "model.loss.zero_diagonal" not in params
             if params["model.user_tower.history"] == "none":
                 assert "model.user_tower.history_length" not in params
-        if not params["model.l2_normalize"]:
-            assert "model.temperature" not in params
+            if not params["model.l2_normalize"]:
+                assert "model.temperature" not in params
         study.tell(trial, 0.0)
     assert seen_kinds == {"bpr", "sampled_softmax", "full_softmax", "reconstruction"}
+    assert seen_zero_diagonal == {False, True}
 
 
 def test_space_file_overrides(tmp_path):
