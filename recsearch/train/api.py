@@ -249,10 +249,13 @@ def train_model(
         test_metrics=test_metrics,
     )
     _write_run(run_dir, config, network, result, dataset)
-    logger.info(
-        "trained %d epochs in %.1f s; best %s %.4f at epoch %s",
-        result.n_epochs, train_seconds, MONITOR, best_score or float("nan"), best_epoch,
-    )
+    if best_score is None:  # a refit, or a run stopped before its first validation
+        logger.info("trained %d epochs in %.1f s without validation", result.n_epochs, train_seconds)
+    else:
+        logger.info(
+            "trained %d epochs in %.1f s; best %s %.4f at epoch %s",
+            result.n_epochs, train_seconds, MONITOR, best_score, best_epoch,
+        )
     return result
 
 

@@ -107,6 +107,17 @@ def test_refit_run_reloads_on_its_dataset(dataset, tmp_path):
     assert reloaded["ndcg@10"] == pytest.approx(result.test_metrics["ndcg@10"], abs=1e-6)
 
 
+def test_refit_log_names_no_best_epoch(dataset, tmp_path, caplog):
+    config = RunConfig(model=ModelConfig.matrix_factorization(8), train=ONE_EPOCH)
+    with caplog.at_level(logging.INFO, logger="recsearch.train.api"):
+        train_model(dataset.merged(), config, tmp_path, select_best=False, evaluate_test=False)
+
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained ")]
+    assert len(summary) == 1
+    assert summary[0].startswith("trained 1 epochs in ")
+    assert summary[0].endswith(" s without validation")
+
+
 def test_load_dataset_corrupt_parquet(data_dir, tmp_path):
     data = copy_dataset(data_dir, tmp_path)
     (data / "test.parquet").write_bytes(b"not parquet")
