@@ -86,7 +86,9 @@ def _start(model_dir: Path, workers: int, mode: str, search_seconds: float) -> t
         if event.get("event") == "start" and (workers == 1 or "workers" in event):
             threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
             return process, int(event["port"])
-    raise RuntimeError("the server exited before starting")
+    raise RuntimeError(
+        f"the server for mode {mode!r} exited before it started; run `recsearch serve {model_dir}` to see why"
+    )
 
 
 def main() -> int:

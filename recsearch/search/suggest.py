@@ -28,6 +28,18 @@ def _reconstruction(values: Values) -> bool:
     return values.get("model.loss.kind") == "reconstruction"
 
 
+# The values a zero diagonal needs (a linear user tower), which are also their defaults.
+_LINEAR_TOWER: Values = {
+    "model.l2_normalize": False,
+    "model.user_tower.use_user_id": False,
+    "model.user_tower.mlp.depth": 0,
+}
+
+
+def _linear_tower(values: Values) -> bool:
+    return all(values.get(path, needed) == needed for path, needed in _LINEAR_TOWER.items())
+
+
 # A parameter whose path is a key here is suggested only when the predicate is true for
 # the values suggested or fixed before it. Otherwise the configuration default applies.
 _CONDITIONS: dict[str, Callable[[Values], bool]] = {
@@ -42,10 +54,7 @@ _CONDITIONS: dict[str, Callable[[Values], bool]] = {
     "model.loss.hidden_item_weight": _reconstruction,
     "model.loss.l2": _reconstruction,
     # Only for a linear user tower, which the reconstruction loss keeps unless the space fixes otherwise.
-    "model.loss.zero_diagonal": lambda v: (
-        _reconstruction(v) and not v.get("model.l2_normalize", False)
-        and not v.get("model.user_tower.use_user_id", False) and v.get("model.user_tower.mlp.depth", 0) == 0
-    ),
+    "model.loss.zero_diagonal": lambda v: _reconstruction(v) and _linear_tower(v),
     "train.users_per_batch": _reconstruction,
     "train.batch_size": lambda v: not _reconstruction(v),
 }
@@ -106,11 +115,7 @@ def check_fixed_values(space: SearchSpace) -> None:
             "the zero diagonal applies only to the reconstruction loss"
         )
     conflicts = [
-        f"{path} = {fixed[path]!r}"
-        for path, allowed in (
-            ("model.l2_normalize", False), ("model.user_tower.use_user_id", False), ("model.user_tower.mlp.depth", 0)
-        )
-        if path in fixed and fixed[path] != allowed
+        f"{path} = {fixed[path]!r}" for path, needed in _LINEAR_TOWER.items() if fixed.get(path, needed) != needed
     ]
     if conflicts:
         raise InputError(

@@ -125,7 +125,7 @@ def test_reconstruction_keeps_fixed_towers():
         assert config.model.user_tower.mlp.depth == 0
 
 
-def test_zero_diagonal_only_for_a_linear_user_tower():
+def test_zero_diagonal_needs_linear_tower():
     """A space that gives the reconstruction loss a user id, an MLP or cosine scores never draws the zero diagonal."""
     base = default_space(n_items=500, n_train=5_000)
     for fixed in (
@@ -142,7 +142,7 @@ def test_zero_diagonal_only_for_a_linear_user_tower():
     assert drawn == {False, True}
 
 
-def test_wide_embeddings_only_for_small_catalogues():
+def test_wide_dims_small_catalogues_only():
     assert max(default_space(n_items=50_000).params["model.embedding_dim"].choices) == 1024
     assert max(default_space(n_items=50_001).params["model.embedding_dim"].choices) == 128
 
@@ -152,7 +152,10 @@ def test_contradictory_zero_diagonal_refused():
     for fixed, message in (
         ({"model.loss.kind": "bpr"}, "with model.loss.kind = 'bpr'"),
         ({"model.l2_normalize": True}, "model.l2_normalize = True"),
-        ({"model.user_tower.use_user_id": True, "model.user_tower.mlp.depth": 2}, "use_user_id = True, model.user_tower.mlp.depth = 2"),
+        (
+            {"model.user_tower.use_user_id": True, "model.user_tower.mlp.depth": 2},
+            "use_user_id = True, model.user_tower.mlp.depth = 2",
+        ),
     ):
         space = base.with_overrides({}, {"model.loss.zero_diagonal": True, **fixed})
         with pytest.raises(InputError, match=re.escape(message)):
@@ -160,7 +163,7 @@ def test_contradictory_zero_diagonal_refused():
     check_fixed_values(base.with_overrides({}, {"model.loss.zero_diagonal": True, "model.loss.kind": "reconstruction"}))
 
 
-def test_fixed_zero_diagonal_keeps_the_user_id_out():
+def test_fixed_zero_diagonal_drops_user_id():
     """A space searching sum or mean pooling searches the user id too, except beside a fixed zero diagonal."""
     space = default_space(n_items=500, n_train=5_000).with_overrides(
         {"model.user_tower.history": choice("sum", "mean")},
@@ -172,7 +175,7 @@ def test_fixed_zero_diagonal_keeps_the_user_id_out():
         assert not config.model.user_tower.use_user_id
 
 
-def test_wide_seed_only_with_the_zero_diagonal():
+def test_wide_seed_needs_zero_diagonal():
     base = default_space(n_items=500, n_train=5_000)
     for fixed in ({"model.loss.zero_diagonal": False}, {"model.l2_normalize": True}):
         _, autoencoder = seed_trial_params(base.with_overrides({}, fixed))

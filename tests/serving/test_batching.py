@@ -1,4 +1,4 @@
-"""Queries answered together (RecommendBatch) get the results each query gets alone."""
+"""RecommendBatch returns for each query the results that the query gets when sent alone."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ def assert_same(batched, alone) -> None:
     np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_answer_many_equals_one_by_one(mf_model_dir):
+def test_batch_matches_single_calls(mf_model_dir):
     model = ServingModel.load(mf_model_dir)
     queries = mixed_queries(model.arrays)
     batched = model.recommend_many(queries)
@@ -42,8 +42,8 @@ def test_answer_many_equals_one_by_one(mf_model_dir):
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_tied_scores_answer_as_alone(kind, tmp_path):
-    """Items with equal vectors (hashed ids give them) rank the same in a batch as alone, whatever else the batch asks."""
+def test_tied_scores_match_single_calls(kind, tmp_path):
+    """Items with equal vectors, as hashed ids produce, rank as they do alone, whatever the other queries request."""
     rng = np.random.default_rng(3)
     item_vectors = np.repeat(rng.normal(size=(5, 8)).astype(np.float32), 40, axis=0)  # 5 vectors, 40 items each
     user_vectors = rng.normal(size=(6, 8)).astype(np.float32)

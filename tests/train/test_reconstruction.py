@@ -144,7 +144,7 @@ def test_hidden_items_weigh_more(dataset):
 
 
 @pytest.mark.parametrize("history", ["sum", "mean"])
-def test_zero_diagonal_removes_each_items_own_input(history, dataset):
+def test_zero_diagonal_leaves_item_out(history, dataset):
     """With zero_diagonal an item's score is the score it gets when only the user's other items are the input."""
     torch.manual_seed(0)
     network = TwoTowerModel(linear_model(history, zero_diagonal=True), catalog_schema(dataset))
@@ -166,7 +166,7 @@ def test_zero_diagonal_removes_each_items_own_input(history, dataset):
     torch.testing.assert_close(adjusted[inputs == 0], scores[inputs == 0])
 
 
-def test_zero_diagonal_loss_uses_the_adjusted_scores(dataset):
+def test_zero_diagonal_loss_value(dataset):
     network, batch = _batch_and_network(dataset, input_dropout=0.0, l2=0.0, zero_diagonal=True)
     target = torch.zeros(8, dataset.n_items)
     target[batch.item_row, batch.item] = 1.0
