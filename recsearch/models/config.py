@@ -140,6 +140,11 @@ class LossConfig(_Config):
       log, 1 trained well where 150 did not. ``zero_diagonal`` removes each item's own
       term from its score during training, as EASE's constraint does. An item is then
       predicted from the user's other items only. It needs a linear user tower.
+      ``user_weight_exponent`` weighs each user's error by n**-exponent, n being the
+      user's training items, scaled to a mean weight of 1 over the users. At 0 every
+      item counts the same, so users with long histories dominate the fit; at 1 every
+      user counts the same. On MovieLens-1M 0.75 raised validation NDCG@10 from 0.2488
+      to 0.2549 (EASE 0.2493).
     """
 
     kind: LossKind = "bpr"
@@ -150,6 +155,7 @@ class LossConfig(_Config):
     hidden_item_weight: float = Field(default=3.0, ge=1.0)
     l2: float = Field(default=150.0, ge=0.0)
     zero_diagonal: bool = False
+    user_weight_exponent: float = Field(default=0.0, ge=0.0, le=2.0)
 
     @model_validator(mode="after")
     def _check_kind_options(self) -> "LossConfig":
@@ -158,7 +164,7 @@ class LossConfig(_Config):
         if self.kind != "sampled_softmax" and not self.popularity_correction:
             raise ValueError(f"popularity_correction applies only to kind='sampled_softmax', got kind={self.kind!r}")
         defaults = LossConfig.model_fields
-        for name in ("input_dropout", "hidden_item_weight", "l2", "zero_diagonal"):
+        for name in ("input_dropout", "hidden_item_weight", "l2", "zero_diagonal", "user_weight_exponent"):
             if self.kind != "reconstruction" and getattr(self, name) != defaults[name].default:
                 raise ValueError(f"{name} applies only to kind='reconstruction', got kind={self.kind!r}")
         return self

@@ -28,6 +28,7 @@ class Batch(NamedTuple):
     history: torch.Tensor | None = None  # (B, N) int64 item indices, left-padded
     history_mask: torch.Tensor | None = None  # (B, N) bool, True where the history slot contains an item
     item_row: torch.Tensor | None = None  # (P,) int64 batch row of each item, reconstruction only
+    row_weight: torch.Tensor | None = None  # (B,) float32 weight of each user's error, reconstruction only
 
 
 def sample_negatives(n_items: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -112,6 +113,8 @@ def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) 
     element_weight = history_matrix(batch.history, hidden, n_items) * (config.hidden_item_weight - 1.0) + 1.0
     if batch.weight is not None:  # example weighting: a pair's error counts weight times
         element_weight[batch.item_row, batch.item] *= batch.weight
+    if batch.row_weight is not None:  # user weighting: a whole row's error counts row_weight times
+        element_weight = element_weight * batch.row_weight.unsqueeze(1)
     error = (element_weight * (scores - target).square()).sum() / n_users
     if config.l2 == 0:
         return error

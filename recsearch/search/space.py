@@ -160,6 +160,7 @@ def default_space(
         "model.loss.hidden_item_weight": float_param(1.0, 5.0),
         "model.loss.l2": float_param(10.0, 1000.0, log=True),
         "model.loss.zero_diagonal": choice(False, True),
+        "model.loss.user_weight_exponent": float_param(0.0, 1.0),
         "train.learning_rate": float_param(3e-4, 3e-2, log=True),
         "train.weight_decay": float_param(1e-8, 1e-4, log=True),
         "train.batch_size": _batch_sizes(n_train),

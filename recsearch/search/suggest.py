@@ -53,6 +53,7 @@ _CONDITIONS: dict[str, Callable[[Values], bool]] = {
     "model.loss.input_dropout": _reconstruction,
     "model.loss.hidden_item_weight": _reconstruction,
     "model.loss.l2": _reconstruction,
+    "model.loss.user_weight_exponent": _reconstruction,
     # Only for a linear user tower, which the reconstruction loss keeps unless the space fixes otherwise.
     "model.loss.zero_diagonal": lambda v: _reconstruction(v) and _linear_tower(v),
     "train.users_per_batch": _reconstruction,

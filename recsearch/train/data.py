@@ -120,6 +120,7 @@ class TrainingUsers:
         counts = torch.diff(self.history.indptr)  # (n_users,)
         self.users = torch.nonzero(counts > 0).squeeze(1)  # (U,)
         self.weight = _example_weights(dataset, config, order)  # (P,) in history order
+        self.user_weight = _user_weights(counts, self.users, config.model.loss.user_weight_exponent)  # (n_users,)
         self.history_length = config.model.user_tower.history_length
 
     def __len__(self) -> int:
@@ -135,9 +136,10 @@ class TrainingUsers:
         first = torch.cumsum(counts, 0) - counts  # (B,) position of each row's first pair in the batch
         positions = start[item_row] + torch.arange(item_row.shape[0]) - first[item_row]  # (P,)
         weight = None if self.weight is None else self.weight[positions]
+        row_weight = None if self.user_weight is None else self.user_weight.index_select(0, user)
         return Batch(
             user=user, item=self.history.items[positions], weight=weight, history=history, history_mask=mask,
-            item_row=item_row,
+            item_row=item_row, row_weight=row_weight,
         )
 
     def item_log_probability(self, n_items: int) -> torch.Tensor:
@@ -151,6 +153,19 @@ def _example_weights(dataset: Dataset, config: RunConfig, order: np.ndarray) -> 
         return None
     weight = 1.0 + np.log(np.maximum(dataset.train.weight[order], 1.0))
     return torch.as_tensor(weight, dtype=torch.float32)
+
+
+def _user_weights(counts: torch.Tensor, users: torch.Tensor, exponent: float) -> torch.Tensor | None:
+    """Return (n_users,) weights counts**-exponent with mean 1 over ``users``, or None for exponent 0.
+
+    ``counts`` (n_users,) is the number of training items of each user and ``users`` (U,)
+    lists the users with at least one. The others get weight 0, as no batch contains them.
+    """
+    if exponent == 0:
+        return None
+    weight = torch.zeros(counts.shape[0], dtype=torch.float64)
+    weight[users] = counts[users].double().pow(-exponent)
+    return (weight / weight[users].mean()).float()
 
 
 def _item_log_probability(items: torch.Tensor, n_items: int) -> torch.Tensor:

@@ -76,12 +76,14 @@ def test_seed_trials_follow_the_losses_the_space_allows():
     assert autoencoder["model.embedding_dim"] == 1024
     assert autoencoder["model.loss.zero_diagonal"] is True
     assert autoencoder["model.loss.input_dropout"] == 0.0
+    assert autoencoder["model.loss.user_weight_exponent"] == 0.75
     assert autoencoder["train.learning_rate"] == 5e-4
     assert "model.l2_normalize" not in autoencoder  # searched for the pair losses only
     _, narrow = seed_trial_params(default_space(n_items=100_000, n_train=500_000))
     assert narrow["model.embedding_dim"] == 128
     assert narrow["model.loss.zero_diagonal"] is False
     assert narrow["train.learning_rate"] == 3e-3
+    assert narrow["model.loss.user_weight_exponent"] == 0.75
 
     only = seed_trial_params(space.with_overrides({}, {"model.loss.kind": "reconstruction"}))
     assert len(only) == 1

@@ -33,7 +33,7 @@ def test_conditional_params_only_when_active():
         if params["model.loss.kind"] == "reconstruction":
             # The loss fixes the user tower and counts its batches in users.
             assert not {"model.user_tower.history", "train.batch_size", "train.weight_decay"} & set(params)
-            assert {"model.loss.l2", "train.users_per_batch"} <= set(params)
+            assert {"model.loss.l2", "model.loss.user_weight_exponent", "train.users_per_batch"} <= set(params)
             assert config.model.user_tower.history == "sum"
             assert not config.model.user_tower.use_user_id
             assert config.model.embeddings.init_std == 0.01
@@ -48,7 +48,9 @@ def test_conditional_params_only_when_active():
             assert "model.loss.zero_diagonal" in params
             seen_zero_diagonal.add(config.model.loss.zero_diagonal)
         else:
-            assert not {"model.loss.l2", "model.loss.input_dropout", "train.users_per_batch"} & set(params)
+            assert not {
+                "model.loss.l2", "model.loss.input_dropout", "model.loss.user_weight_exponent", "train.users_per_batch"
+            } & set(params)
             assert "model.loss.zero_diagonal" not in params
             if params["model.user_tower.history"] == "none":
                 assert "model.user_tower.history_length" not in params

@@ -135,6 +135,29 @@ def test_example_weights_scale_the_error_of_their_pairs(dataset):
     torch.testing.assert_close(reconstruction_loss(network, weighted, network.config.loss), expected)
 
 
+def test_user_weights_follow_the_item_counts(dataset):
+    examples = TrainingUsers(dataset, RunConfig(model=linear_model(user_weight_exponent=0.5), train=FAST))
+    counts = np.bincount(dataset.train.user, minlength=dataset.n_users)
+    active = counts > 0
+    expected = np.zeros(dataset.n_users)
+    expected[active] = counts[active] ** -0.5 / np.mean(counts[active] ** -0.5)
+    np.testing.assert_allclose(examples.user_weight.numpy(), expected, rtol=1e-5)
+    batch = examples.batch(torch.tensor([4, 0, 17]))
+    np.testing.assert_allclose(batch.row_weight.numpy(), expected[batch.user.numpy()], rtol=1e-5)
+    assert TrainingUsers(dataset, RunConfig(model=linear_model(), train=FAST)).batch(torch.arange(3)).row_weight is None
+
+
+def test_user_weights_scale_each_row_of_the_error(dataset):
+    network, batch = _batch_and_network(dataset, input_dropout=0.0, l2=0.0)
+    row_weight = torch.tensor([0.5, 1.0, 2.0, 0.25, 1.5, 3.0, 0.75, 1.0])
+    target = torch.zeros(8, dataset.n_items)
+    target[batch.item_row, batch.item] = 1.0
+    scores = (target @ network.item_vectors(torch.arange(dataset.n_items))) @ network.all_item_vectors().T
+    expected = (row_weight.unsqueeze(1) * (scores - target).square()).sum() / 8
+    loss = reconstruction_loss(network, batch._replace(row_weight=row_weight), network.config.loss)
+    torch.testing.assert_close(loss, expected)
+
+
 def test_hidden_items_weigh_more(dataset):
     # With every item hidden the sum is zero, so each score is 0 and each of the users'
     # items adds hidden_item_weight * 1**2 to the error.
@@ -201,6 +224,7 @@ def test_zero_diagonal_trains(dataset, tmp_path, popularity_validation_ndcg):
         ),
         ({"loss": {"kind": "bpr", "l2": 5.0}}, {}, "l2 applies only to kind='reconstruction'"),
         ({"loss": {"kind": "full_softmax", "input_dropout": 0.2}}, {}, "input_dropout applies only"),
+        ({"loss": {"kind": "bpr", "user_weight_exponent": 0.5}}, {}, "user_weight_exponent applies only"),
         ({}, {"users_per_batch": 64}, "users_per_batch applies only to loss kind 'reconstruction'"),
         (linear_model().model_dump(mode="json"), {"batch_size": 256}, "set train.users_per_batch instead"),
         (
