@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -12,6 +13,7 @@ from types import FrameType
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 
 try:  # Optuna 4.9 renamed the retry callback and its RDBStorage argument.
     from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
@@ -28,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("hyperband", "median", "none")
+# The hyperband and median pruners also stop a trial whose score is below this share of
+# the best score that a completed trial had reached by the same epoch.
+FLOOR_SHARE = 0.5
 STUDY_FILE = "study.db"
 # A worker whose trial has not beaten for GRACE_SECONDS is taken as dead: the trial
 # is failed and retried up to MAX_RETRIES times with the same parameters.
@@ -104,10 +109,53 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name not in PRUNERS:
         raise InputError(f"invalid pruner {name!r}; expected one of {', '.join(PRUNERS)}")
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
+        return FloorHyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return FloorMedianPruner(n_startup_trials=3, n_warmup_steps=1)
     return optuna.pruners.NopPruner()
+
+
+class _Floor:
+    """A pruner mix-in that stops a trial scoring below FLOOR_SHARE times the best score that
+    a completed trial had reached by the same step, before the pruner's own rule runs.
+
+    Hyperband compares a trial only with the trials of its own bracket, and the median rule
+    waits for startup trials. So a slow configuration far behind the seeds could run until
+    its time limit: on MovieLens-1M, BPR trials with MLP towers took 200 s for two epochs
+    at validation NDCG@10 0.002, against 0.25 for the first trial. These classes subclass
+    Optuna's pruners, so Optuna still shows the sampler only the trials of the bracket.
+    """
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is not None and len(study.directions) == 1 and study.direction == optuna.study.StudyDirection.MAXIMIZE:
+            value = trial.intermediate_values[step]
+            best = _best_reached(study, step)
+            if best is not None and math.isfinite(value) and value < FLOOR_SHARE * best:
+                logger.info(
+                    "pruning trial %d: %.4f at step %d is below %.2f times %.4f, the best completed trial's by then",
+                    trial.number, value, step, FLOOR_SHARE, best,
+                )
+                return True
+        return super().prune(study, trial)  # type: ignore[misc]
+
+
+class FloorHyperbandPruner(_Floor, optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband pruner, which also stops trials far below the best (see _Floor)."""
+
+
+class FloorMedianPruner(_Floor, optuna.pruners.MedianPruner):
+    """Optuna's median pruner, which also stops trials far below the best (see _Floor)."""
+
+
+def _best_reached(study: optuna.Study, step: int) -> float | None:
+    """Return the best intermediate value that any completed trial reported at or before ``step``."""
+    best = None
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        values = [value for at, value in trial.intermediate_values.items() if at <= step and math.isfinite(value)]
+        if values and (best is None or max(values) > best):
+            best = max(values)
+    return best
 
 
 def worker_seed(seed: int, shared_storage: bool, n_existing_trials: int) -> int:
