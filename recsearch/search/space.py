@@ -211,6 +211,26 @@ def space_from_json(data: Mapping[str, Any]) -> SearchSpace:
     return SearchSpace(params=params, fixed=dict(data.get("fixed") or {}))
 
 
+# Settings that only some losses read, with those losses. A space file that sets one while
+# allowing none of them is rejected, because no trial would use the value.
+_RECONSTRUCTION_ONLY = ("input_dropout", "hidden_item_weight", "l2", "zero_diagonal", "user_weight_exponent")
+LOSS_SPECIFIC: dict[str, frozenset[str]] = {
+    "model.loss.n_negatives": frozenset({"bpr"}),
+    "model.loss.popularity_correction": frozenset({"sampled_softmax"}),
+    **{f"model.loss.{name}": frozenset({"reconstruction"}) for name in _RECONSTRUCTION_ONLY},
+    "train.users_per_batch": frozenset({"reconstruction"}),
+    "train.batch_size": frozenset({"bpr", "sampled_softmax", "full_softmax"}),
+}
+
+
+def loss_kinds(space: SearchSpace) -> frozenset[str] | None:
+    """Return the loss kinds the space fixes or searches, or None when it leaves the kind to the default."""
+    if "model.loss.kind" in space.fixed:
+        return frozenset({space.fixed["model.loss.kind"]})
+    param = space.params.get("model.loss.kind")
+    return frozenset(param.choices) if param is not None and param.choices else None
+
+
 def load_space(path: str | Path, base: SearchSpace) -> SearchSpace:
     """Read a TOML or YAML space file and apply it on top of ``base``."""
     path = Path(path)
@@ -242,4 +262,20 @@ def load_space(path: str | Path, base: SearchSpace) -> SearchSpace:
                 f"search space parameter {name!r} must be a dotted path starting with model. or train., "
                 "e.g. model.embedding_dim"
             )
-    return base.with_overrides(params, fixed)
+    space = base.with_overrides(params, fixed)
+    check_loss_settings(space, [*params, *fixed], f"search space file {path}")
+    return space
+
+
+def check_loss_settings(space: SearchSpace, names: list[str], source: str) -> None:
+    """Raise InputError naming each setting in ``names`` that none of the space's allowed losses uses."""
+    kinds = loss_kinds(space)
+    if kinds is None:
+        return
+    unused = [name for name in names if name in LOSS_SPECIFIC and not LOSS_SPECIFIC[name] & kinds]
+    if unused:
+        reasons = "; ".join(f"{name} applies only to {' or '.join(sorted(LOSS_SPECIFIC[name]))}" for name in unused)
+        raise InputError(
+            f"{source} sets values that no allowed loss ({', '.join(sorted(kinds))}) uses: {reasons}. "
+            "Remove them, or allow a loss that uses them in model.loss.kind"
+        )

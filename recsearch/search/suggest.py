@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from recsearch.errors import InputError
 from recsearch.models.config import POOLING_HISTORIES, format_validation_error
-from recsearch.search.space import Param, SearchSpace
+from recsearch.search.space import Param, SearchSpace, check_loss_settings
 from recsearch.train import RunConfig
 from recsearch.train.config import (
     RECONSTRUCTION_MODEL,
@@ -101,14 +101,18 @@ def _space_pools_history(space: SearchSpace) -> bool:
 
 
 def check_fixed_values(space: SearchSpace) -> None:
-    """Raise InputError when the space fixes a zero diagonal together with values that rule it out.
+    """Raise InputError when the space fixes values that no trial could use.
 
     A fixed value that applies to one loss only is otherwise used by the trials of that loss
-    and ignored by the others. Here no trial could use it, so the space contradicts itself.
+    and ignored by the others. Here no trial could use it, so the space contradicts itself:
+    a zero diagonal beside values that rule it out, or a setting of a loss the space excludes.
     """
-    fixed = space.fixed
-    if fixed.get("model.loss.zero_diagonal") is not True:
-        return
+    if space.fixed.get("model.loss.zero_diagonal") is True:
+        _check_zero_diagonal(space.fixed)
+    check_loss_settings(space, list(space.fixed), "the search space")
+
+
+def _check_zero_diagonal(fixed: Values) -> None:
     kind = fixed.get("model.loss.kind")
     if kind is not None and kind != "reconstruction":
         raise InputError(

@@ -32,7 +32,7 @@ def _prunes(study: optuna.Study, reports: dict[int, float]) -> bool:
 def test_floor_prunes_far_below_best(pruner):
     study = _study(pruner, {0: 0.2, 1: 0.3})
     assert _prunes(study, {0: 0.2 * FLOOR_SHARE - 0.01})
-    assert _prunes(study, {0: 0.2, 1: 0.3 * FLOOR_SHARE - 0.01})
+    assert _prunes(study, {0: 0.2 * FLOOR_SHARE + 0.005, 1: 0.3 * FLOOR_SHARE - 0.005})
 
 
 @pytest.mark.parametrize("pruner", ["hyperband", "median"])
@@ -41,21 +41,36 @@ def test_floor_keeps_trials_above_it(pruner):
     study = _study(pruner, {0: 0.2, 1: 0.3})
     assert not _prunes(study, {0: 0.2 * FLOOR_SHARE + 0.01})
     # At step 0 only the completed trial's step-0 value counts, not its later best.
-    assert not _prunes(study, {0: 0.12})
+    assert not _prunes(study, {0: 0.3 * FLOOR_SHARE - 0.01})
 
 
 def test_floor_uses_best_reached_by_step():
-    # A trial that stopped at step 0 still sets the floor for later steps.
-    study = _study("median", {0: 0.2}, {0: 0.05, 1: 0.1, 2: 0.16})
-    assert _prunes(study, {0: 0.15, 5: 0.09})
-    assert not _prunes(study, {0: 0.15, 5: 0.11})
+    # A trial that stopped at step 1 still sets the floor for later steps.
+    study = _study("median", {0: 0.1, 1: 0.2}, {0: 0.05, 1: 0.1, 2: 0.16})
+    assert _prunes(study, {0: 0.01, 5: 0.2 * FLOOR_SHARE - 0.005})
+    assert not _prunes(study, {0: 0.01, 5: 0.2 * FLOOR_SHARE + 0.005})
+
+
+def test_floor_judges_trial_best_so_far():
+    # The trial leads every completed trial, then has one bad epoch: the median rule keeps it.
+    curve = {0: 0.1, 1: 0.2, 2: 0.3}
+    study = _study("median", curve, curve, curve)
+    assert not _prunes(study, {0: 0.35, 1: 0.4, 2: 0.01})
 
 
 def test_floor_ignores_nan_and_empty_history():
     assert not _prunes(_study("median"), {0: 0.001})
     study = _study("median", {0: math.nan, 1: 0.2})
     assert not _prunes(study, {0: 0.001})
-    assert _prunes(study, {0: 0.001, 1: 0.05})
+    assert _prunes(study, {0: 0.001, 1: 0.2 * FLOOR_SHARE - 0.01})
+    # A trial that reported only NaN is left to Optuna's own rule.
+    assert not _prunes(_study("median", {0: 0.2}), {0: math.nan})
+
+
+def test_floor_skips_negative_scores():
+    study = _study("median", {0: -0.4})
+    assert not _prunes(study, {0: -0.3})
+    assert not _prunes(study, {0: -5.0})
 
 
 def test_floor_skips_minimised_studies():

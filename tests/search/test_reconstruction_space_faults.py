@@ -185,3 +185,12 @@ def test_wide_seed_needs_zero_diagonal():
         assert autoencoder.get("model.loss.zero_diagonal") is not True
     _, wide = seed_trial_params(base.with_overrides({}, {"model.loss.zero_diagonal": True}))
     assert wide["model.embedding_dim"] == 1024
+
+
+@pytest.mark.parametrize("kind", ["bpr", "sampled_softmax", "full_softmax"])
+def test_fixed_user_weight_needs_reconstruction(kind):
+    space = default_space(n_items=1000, n_train=10_000).with_overrides(
+        {}, {"model.loss.kind": kind, "model.loss.user_weight_exponent": 0.75}
+    )
+    with pytest.raises(InputError, match="model.loss.user_weight_exponent applies only to reconstruction"):
+        check_fixed_values(space)

@@ -99,6 +99,40 @@ def test_invalid_space_file(tmp_path, text, message):
         load_space(path, default_space())
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[fixed]\n"model.loss.kind" = "bpr"\n"model.loss.user_weight_exponent" = 0.75\n',
+         "model.loss.user_weight_exponent applies only to reconstruction"),
+        ('[fixed]\n"model.loss.kind" = "sampled_softmax"\n"model.loss.l2" = 50.0\n',
+         "model.loss.l2 applies only to reconstruction"),
+        ('[params."model.loss.input_dropout"]\nlow = 0.1\nhigh = 0.3\n[fixed]\n"model.loss.kind" = "full_softmax"\n',
+         "model.loss.input_dropout applies only to reconstruction"),
+        ('[params."model.loss.kind"]\nchoices = ["bpr", "full_softmax"]\n[fixed]\n"train.users_per_batch" = 128\n',
+         r"no allowed loss \(bpr, full_softmax\) uses: train.users_per_batch applies only to reconstruction"),
+        ('[fixed]\n"model.loss.kind" = "reconstruction"\n"model.loss.n_negatives" = 8\n"train.batch_size" = 512\n',
+         "model.loss.n_negatives applies only to bpr; train.batch_size applies only to bpr or full_softmax or sampled_softmax"),
+    ],
+)
+def test_space_file_rejects_unused_loss_settings(tmp_path, text, message):
+    path = tmp_path / "space.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_space(path, default_space())
+
+
+def test_space_file_keeps_settings_of_an_allowed_loss(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(
+        '[params."model.loss.kind"]\nchoices = ["bpr", "reconstruction"]\n'
+        '[fixed]\n"model.loss.l2" = 50.0\n"model.loss.n_negatives" = 4\n',
+        encoding="utf-8",
+    )
+    space = load_space(path, default_space())
+    assert space.fixed["model.loss.l2"] == 50.0
+    assert space.fixed["model.loss.n_negatives"] == 4
+
+
 def test_invalid_combination_named():
     with pytest.raises(InputError, match="temperature"):
         build_config({"model.temperature": 0.5, "model.l2_normalize": False})
