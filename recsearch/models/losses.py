@@ -114,7 +114,7 @@ def reconstruction_loss(model: TwoTowerModel, batch: Batch, config: LossConfig) 
     if batch.weight is not None:  # example weighting: a pair's error counts weight times
         element_weight[batch.item_row, batch.item] *= batch.weight
     if batch.row_weight is not None:  # user weighting: a whole row's error counts row_weight times
-        element_weight = element_weight * batch.row_weight.unsqueeze(1)
+        element_weight *= batch.row_weight.unsqueeze(1)
     error = (element_weight * (scores - target).square()).sum() / n_users
     if config.l2 == 0:
         return error

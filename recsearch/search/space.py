@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from recsearch.errors import InputError
-from recsearch.models.config import LossConfig
+from recsearch.models.config import RECONSTRUCTION_ONLY_FIELDS, LossConfig
 
 # Values of categorical parameters must be what JSON and Optuna's storage can hold.
 Choice = str | int | float | bool | None
@@ -213,11 +213,10 @@ def space_from_json(data: Mapping[str, Any]) -> SearchSpace:
 
 # Settings that only some losses read, with those losses. A space file that sets one while
 # allowing none of them is rejected, because no trial would use the value.
-_RECONSTRUCTION_ONLY = ("input_dropout", "hidden_item_weight", "l2", "zero_diagonal", "user_weight_exponent")
 LOSS_SPECIFIC: dict[str, frozenset[str]] = {
     "model.loss.n_negatives": frozenset({"bpr"}),
     "model.loss.popularity_correction": frozenset({"sampled_softmax"}),
-    **{f"model.loss.{name}": frozenset({"reconstruction"}) for name in _RECONSTRUCTION_ONLY},
+    **{f"model.loss.{name}": frozenset({"reconstruction"}) for name in RECONSTRUCTION_ONLY_FIELDS},
     "train.users_per_batch": frozenset({"reconstruction"}),
     "train.batch_size": frozenset({"bpr", "sampled_softmax", "full_softmax"}),
 }

@@ -32,8 +32,9 @@ SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("hyperband", "median", "none")
 # The hyperband and median pruners also stop a trial whose best score so far is below this
 # share of the best score that a completed trial had reached by the same epoch. It is low
-# because model families learn at different speeds: on the demo's log the default seed
-# scored 0.056 after its first epoch and 0.199 at the end, the autoencoder seed 0.213 after one.
+# because model families learn at different speeds. On the demo's log the default
+# configuration scored 0.056 after its first epoch and 0.199 at the end, and the
+# autoencoder 0.213 after one.
 FLOOR_SHARE = 0.25
 STUDY_FILE = "study.db"
 # A worker whose trial has not beaten for GRACE_SECONDS is taken as dead: the trial
@@ -123,10 +124,10 @@ class _Floor:
     own rule runs.
 
     Hyperband compares a trial only with the trials of its own bracket, and the median rule
-    waits for startup trials. So a slow configuration far behind the seeds could run until
-    its time limit: on MovieLens-1M, BPR trials with MLP towers took 200 s for two epochs
-    at validation NDCG@10 0.002, against 0.25 for the first trial. These classes subclass
-    Optuna's pruners, so Optuna still shows the sampler only the trials of the bracket.
+    waits for startup trials. So a slow configuration far behind the first trials could run
+    until its time limit. On MovieLens-1M, BPR trials with MLP towers took 200 s for two epochs
+    at validation NDCG@10 0.002, against 0.25 for the first trial. The pruners below subclass
+    Optuna's, so Optuna still gives the sampler only the trials of the trial's bracket.
     """
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
